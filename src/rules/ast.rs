@@ -133,7 +133,10 @@ impl BinaryOp {
 
     /// True for `< <= > >=`.
     pub fn is_ordering(self) -> bool {
-        matches!(self, BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge)
+        matches!(
+            self,
+            BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
     }
 
     /// True for `+ - * / %`.
@@ -243,7 +246,10 @@ impl ExprKind {
             ExprKind::Lambda(_) => "a lambda",
             ExprKind::Binary { .. } | ExprKind::Unary { .. } => "an expression",
             ExprKind::Call { .. } => "a function call",
-            ExprKind::Chain { kind: ChainKind::Pipe, .. } => "a node",
+            ExprKind::Chain {
+                kind: ChainKind::Pipe,
+                ..
+            } => "a node",
             ExprKind::Chain { .. } => "a chain",
         }
     }

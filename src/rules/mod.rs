@@ -5,6 +5,8 @@
 //! the per-point path.
 
 pub mod ast;
+pub mod format;
+pub mod lambda;
 pub mod parser;
 
 use ast::Pos;
@@ -53,3 +55,77 @@ impl fmt::Display for Diagnostic {
 }
 
 impl std::error::Error for Diagnostic {}
+
+/// The closest known name to `wrong`, if one is close enough to be a likely typo.
+pub fn suggest<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (wrong.chars().count() / 3).max(1);
+    known
+        .into_iter()
+        .map(|k| (edit_distance(&wrong.to_lowercase(), &k.to_lowercase()), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Formats Unix nanoseconds as RFC 3339 in UTC with trailing zero fractions trimmed
+/// (`2026-01-01T00:00:10Z`, `2026-01-01T00:00:10.5Z`), as Kapacitor writes times.
+pub fn format_rfc3339(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000) as u32;
+    let Some(dt) = chrono::DateTime::from_timestamp(secs, nanos) else {
+        return ns.to_string();
+    };
+    let mut s = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// Parses an RFC 3339 time into Unix nanoseconds.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|d| d.timestamp_nanos_opt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            suggest("perod", ["period", "every", "align"]),
+            Some("period")
+        );
+        assert_eq!(suggest("xyz", ["period", "every"]), None);
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(format_rfc3339(10_000_000_000), "1970-01-01T00:00:10Z");
+        assert_eq!(format_rfc3339(10_500_000_000), "1970-01-01T00:00:10.5Z");
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:10.5Z"),
+            Some(10_500_000_000)
+        );
+    }
+}

@@ -94,7 +94,10 @@ pub fn parse_expression(src: &str) -> Result<Expr, Diagnostic> {
             node: Statement::Expr(e),
             ..
         }) => Ok(e),
-        _ => Err(Diagnostic::new(Pos { line: 1, col: 1 }, "expected an expression")),
+        _ => Err(Diagnostic::new(
+            Pos { line: 1, col: 1 },
+            "expected an expression",
+        )),
     }
 }
 
@@ -242,42 +245,43 @@ impl Builder<'_, '_> {
     fn primary(&self, pair: Pair<'_, Rule>) -> Result<Expr, Diagnostic> {
         let pos = self.pos(&pair);
         let text = pair.as_str();
-        let kind = match pair.as_rule() {
-            Rule::paren => return self.expression(next(&mut pair.into_inner())?),
-            Rule::list => ExprKind::List(
-                pair.into_inner()
-                    .map(|a| self.arg(a))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Rule::duration => ExprKind::Duration(parse_duration(text).ok_or_else(|| {
-                Diagnostic::new(pos, format!("duration '{text}' is out of range"))
-            })?),
-            Rule::number => {
-                if text.contains('.') {
-                    ExprKind::Float(text.parse().map_err(|_| {
-                        Diagnostic::new(pos, format!("invalid number '{text}'"))
-                    })?)
-                } else {
-                    ExprKind::Int(text.parse().map_err(|_| {
-                        Diagnostic::new(pos, format!("integer '{text}' is out of range"))
-                    })?)
+        let kind =
+            match pair.as_rule() {
+                Rule::paren => return self.expression(next(&mut pair.into_inner())?),
+                Rule::list => ExprKind::List(
+                    pair.into_inner()
+                        .map(|a| self.arg(a))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Rule::duration => ExprKind::Duration(parse_duration(text).ok_or_else(|| {
+                    Diagnostic::new(pos, format!("duration '{text}' is out of range"))
+                })?),
+                Rule::number => {
+                    if text.contains('.') {
+                        ExprKind::Float(text.parse().map_err(|_| {
+                            Diagnostic::new(pos, format!("invalid number '{text}'"))
+                        })?)
+                    } else {
+                        ExprKind::Int(text.parse().map_err(|_| {
+                            Diagnostic::new(pos, format!("integer '{text}' is out of range"))
+                        })?)
+                    }
                 }
-            }
-            Rule::string => ExprKind::Str(unquote_string(text)),
-            Rule::reference => ExprKind::Reference(unquote_reference(text)),
-            Rule::regex => ExprKind::Regex(text[1..text.len() - 1].replace("\\/", "/")),
-            Rule::boolean => ExprKind::Bool(text == "TRUE"),
-            Rule::star => ExprKind::Star,
-            Rule::call => {
-                let mut inner = pair.into_inner();
-                let name = next(&mut inner)?;
-                let name = Positioned::new(self.pos(&name), name.as_str().to_string());
-                let args = self.args(next(&mut inner)?)?;
-                ExprKind::Call { name, args }
-            }
-            Rule::ident => ExprKind::Ident(text.to_string()),
-            other => return Err(internal(pos, other)),
-        };
+                Rule::string => ExprKind::Str(unquote_string(text)),
+                Rule::reference => ExprKind::Reference(unquote_reference(text)),
+                Rule::regex => ExprKind::Regex(text[1..text.len() - 1].replace("\\/", "/")),
+                Rule::boolean => ExprKind::Bool(text == "TRUE"),
+                Rule::star => ExprKind::Star,
+                Rule::call => {
+                    let mut inner = pair.into_inner();
+                    let name = next(&mut inner)?;
+                    let name = Positioned::new(self.pos(&name), name.as_str().to_string());
+                    let args = self.args(next(&mut inner)?)?;
+                    ExprKind::Call { name, args }
+                }
+                Rule::ident => ExprKind::Ident(text.to_string()),
+                other => return Err(internal(pos, other)),
+            };
         Ok(Positioned::new(pos, kind))
     }
 }
@@ -330,10 +334,7 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 }
 
 fn unquote_string(text: &str) -> String {
-    if let Some(inner) = text
-        .strip_prefix("'''")
-        .and_then(|t| t.strip_suffix("'''"))
-    {
+    if let Some(inner) = text.strip_prefix("'''").and_then(|t| t.strip_suffix("'''")) {
         return inner.to_string();
     }
     let inner = &text[1..text.len() - 1];
@@ -431,7 +432,9 @@ fn hint_for(rest: &str) -> Option<&'static str> {
                 .trim_start_matches(|c: char| c.is_ascii_digit())
                 .starts_with(|c: char| c.is_ascii_alphabetic())
         {
-            return Some("a duration must be a whole number followed by a unit (write 90m, not 1.5h)");
+            return Some(
+                "a duration must be a whole number followed by a unit (write 90m, not 1.5h)",
+            );
         }
         if after.starts_with(|c: char| c.is_ascii_alphabetic()) {
             return Some("unknown duration unit (use u, ms, s, m, h, d or w)");
@@ -501,7 +504,10 @@ mod tests {
             expr("'''multi\nline'''"),
             ExprKind::Str("multi\nline".into())
         );
-        assert_eq!(expr("\"used_percent\""), ExprKind::Reference("used_percent".into()));
+        assert_eq!(
+            expr("\"used_percent\""),
+            ExprKind::Reference("used_percent".into())
+        );
         assert_eq!(expr("/^node\\/0+/"), ExprKind::Regex("^node/0+".into()));
         assert_eq!(expr("TRUE"), ExprKind::Bool(true));
         assert_eq!(expr("-5"), ExprKind::Int(-5));
@@ -528,15 +534,33 @@ mod tests {
             panic!("binary")
         };
         assert_eq!(op, BinaryOp::Add);
-        assert!(matches!(rhs.node, ExprKind::Binary { op: BinaryOp::Mul, .. }));
+        assert!(matches!(
+            rhs.node,
+            ExprKind::Binary {
+                op: BinaryOp::Mul,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn division_is_not_a_regex() {
         let e = expr(r#""a" / 2 / "b""#);
-        assert!(matches!(e, ExprKind::Binary { op: BinaryOp::Div, .. }));
+        assert!(matches!(
+            e,
+            ExprKind::Binary {
+                op: BinaryOp::Div,
+                ..
+            }
+        ));
         let e = expr(r#""host" =~ /^web/ AND "x" != 1"#);
-        assert!(matches!(e, ExprKind::Binary { op: BinaryOp::And, .. }));
+        assert!(matches!(
+            e,
+            ExprKind::Binary {
+                op: BinaryOp::And,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -565,13 +589,20 @@ mod tests {
     #[test]
     fn property_without_parentheses() {
         let e = expr("stream|from().groupByMeasurement");
-        assert!(matches!(e, ExprKind::Chain { kind: ChainKind::Dot, .. }));
+        assert!(matches!(
+            e,
+            ExprKind::Chain {
+                kind: ChainKind::Dot,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn statements() {
-        let p = parse("dbrp \"telegraf\".\"autogen\"\nvar x duration\n// c\nvar y = 5 // trailing\n")
-            .unwrap();
+        let p =
+            parse("dbrp \"telegraf\".\"autogen\"\nvar x duration\n// c\nvar y = 5 // trailing\n")
+                .unwrap();
         assert_eq!(
             p.statements[0].node,
             Statement::Dbrp {
@@ -598,7 +629,13 @@ mod tests {
         };
         assert_eq!(name.node, "if");
         assert_eq!(args.len(), 3);
-        assert!(matches!(args[0].node, ExprKind::Binary { op: BinaryOp::Ne, .. }));
+        assert!(matches!(
+            args[0].node,
+            ExprKind::Binary {
+                op: BinaryOp::Ne,
+                ..
+            }
+        ));
     }
 
     #[test]
