@@ -1,6 +1,10 @@
 //! alertd: an alerting engine.
 //!
 //! Data flows through the modules in this order: [`ingest`] parses what agents push, [`rules`]
-//! turns rule scripts into pipelines, [`engine`] runs them over points and produces alert events.
+//! turns rule scripts into checked pipeline plans, [`engine`] runs them over points and produces
+//! alert events; [`cli`] holds the offline tools (`alertd check`, `alertd test`).
 
+pub mod cli;
+pub mod engine;
+pub mod ingest;
 pub mod rules;

@@ -288,3 +288,67 @@ pub fn format_duration(ns: i64) -> String {
     }
     out
 }
+
+/// Formats a duration as Go's `time.Duration.String()` does (`10s`, `1m0s`, `1.5s`, `250ms`),
+/// which Kapacitor's default messages use.
+pub fn format_go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".to_string();
+    }
+    let neg = ns < 0;
+    let u = ns.unsigned_abs();
+    let mut out = String::new();
+    if u < 1_000_000_000 {
+        let (unit, div) = if u < 1_000 {
+            ("ns", 1)
+        } else if u < 1_000_000 {
+            ("µs", 1_000)
+        } else {
+            ("ms", 1_000_000)
+        };
+        out.push_str(&frac(u, div));
+        out.push_str(unit);
+    } else {
+        let h = u / 3_600_000_000_000;
+        let m = (u / 60_000_000_000) % 60;
+        let s = u % 60_000_000_000;
+        if h > 0 {
+            out.push_str(&format!("{h}h{m}m"));
+        } else if m > 0 {
+            out.push_str(&format!("{m}m"));
+        }
+        out.push_str(&frac(s, 1_000_000_000));
+        out.push('s');
+    }
+    if neg {
+        out.insert(0, '-');
+    }
+    out
+}
+
+fn frac(v: u64, div: u64) -> String {
+    let whole = v / div;
+    let rest = v % div;
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let width = div.ilog10() as usize;
+    let digits = format!("{rest:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(format_go_duration(10_000_000_000), "10s");
+        assert_eq!(format_go_duration(60_000_000_000), "1m0s");
+        assert_eq!(format_go_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(format_go_duration(1_500_000_000), "1.5s");
+        assert_eq!(format_go_duration(250_000_000), "250ms");
+        assert_eq!(format_go_duration(90_000_000_000), "1m30s");
+        assert_eq!(format_go_duration(0), "0s");
+    }
+}

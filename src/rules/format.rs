@@ -1,6 +1,6 @@
 //! Writes expressions back as script text, for error messages and for showing a rule's lambdas.
 
-use super::ast::{format_duration, ChainKind, Expr, ExprKind};
+use super::ast::{ChainKind, Expr, ExprKind, format_duration};
 
 /// The expression as a script would write it.
 pub fn expr(e: &Expr) -> String {

@@ -8,8 +8,8 @@ use regex::Regex;
 use std::fmt;
 use std::sync::Arc;
 
-use super::ast::{format_duration, BinaryOp, Expr, ExprKind, Pos, UnaryOp};
 use super::Diagnostic;
+use super::ast::{BinaryOp, Expr, ExprKind, Pos, UnaryOp, format_duration};
 
 /// A runtime value of a field, tag or expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -654,14 +654,14 @@ fn f_bool(a: &[Value]) -> Result<Value, EvalError> {
             other => {
                 return Err(EvalError::Type(format!(
                     "cannot convert string '{other}' to bool"
-                )))
+                )));
             }
         },
         other => {
             return Err(EvalError::Type(format!(
                 "cannot convert {} to bool",
                 other.type_name()
-            )))
+            )));
         }
     }))
 }
@@ -706,7 +706,7 @@ fn f_duration(a: &[Value]) -> Result<Value, EvalError> {
             return Err(EvalError::Type(format!(
                 "duration unit must be a duration, got {}",
                 other.type_name()
-            )))
+            )));
         }
     };
     Ok(Value::Duration(match &a[0] {
@@ -719,7 +719,7 @@ fn f_duration(a: &[Value]) -> Result<Value, EvalError> {
             return Err(EvalError::Type(format!(
                 "cannot convert {} to duration",
                 other.type_name()
-            )))
+            )));
         }
     }))
 }
@@ -732,7 +732,7 @@ fn f_str_replace(a: &[Value]) -> Result<Value, EvalError> {
             return Err(EvalError::Type(format!(
                 "strReplace count must be an int, got {}",
                 other.type_name()
-            )))
+            )));
         }
     };
     Ok(Value::Str(if n < 0 {
@@ -897,7 +897,7 @@ fn eval_node(n: &Node, s: &dyn Scope, st: &mut [FnState]) -> Result<Value, EvalE
                 return Err(EvalError::Type(format!(
                     "'!' needs a boolean, got {}",
                     o.type_name()
-                )))
+                )));
             }
         },
         Node::Neg(e) => match eval_node(e, s, st)? {
@@ -908,7 +908,7 @@ fn eval_node(n: &Node, s: &dyn Scope, st: &mut [FnState]) -> Result<Value, EvalE
                 return Err(EvalError::Type(format!(
                     "'-' needs a number, got {}",
                     o.type_name()
-                )))
+                )));
             }
         },
         Node::And(a, b) => {
@@ -925,7 +925,7 @@ fn eval_node(n: &Node, s: &dyn Scope, st: &mut [FnState]) -> Result<Value, EvalE
                     "a regex can only match a string, got {} '{}'",
                     o.type_name(),
                     o
-                )))
+                )));
             }
         },
         Node::Call(f, args) => {
@@ -1007,8 +1007,8 @@ fn truth(v: Value, op: &str) -> Result<bool, EvalError> {
 /// Applies a binary operator to two runtime values. Ints and floats mix (the int is widened);
 /// comparing values of unrelated types is an error, not `false`.
 pub fn binary(op: BinaryOp, a: Value, b: Value) -> Result<Value, EvalError> {
-    use std::cmp::Ordering;
     use BinaryOp::*;
+    use std::cmp::Ordering;
     let ord: Option<Ordering> = match (&a, &b) {
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
         (Value::Float(_) | Value::Int(_), Value::Float(_) | Value::Int(_)) => a
@@ -1185,7 +1185,7 @@ impl Compiler<'_> {
                 return Err(Diagnostic::new(
                     pos,
                     "a regex can only be used with =~ or !~ (or in regexReplace)",
-                ))
+                ));
             }
             ExprKind::Unary { op, expr } => {
                 let (n, t) = self.node(expr)?;
@@ -1216,13 +1216,13 @@ impl Compiler<'_> {
                 return Err(Diagnostic::new(
                     pos,
                     "a lambda cannot contain another lambda",
-                ))
+                ));
             }
             ExprKind::Star | ExprKind::List(_) | ExprKind::Chain { .. } => {
                 return Err(Diagnostic::new(
                     pos,
                     format!("{} cannot be used inside a lambda", e.node.describe()),
-                ))
+                ));
             }
         })
     }
@@ -1327,11 +1327,11 @@ impl Compiler<'_> {
             }
         };
         // Fold constant sub-expressions once.
-        if let (Node::Const(a), Node::Const(b)) = (&l, &r) {
-            if let Ok(v) = binary(op, a.clone(), b.clone()) {
-                let t = type_of(&v);
-                return Ok((Node::Const(v), t));
-            }
+        if let (Node::Const(a), Node::Const(b)) = (&l, &r)
+            && let Ok(v) = binary(op, a.clone(), b.clone())
+        {
+            let t = type_of(&v);
+            return Ok((Node::Const(v), t));
         }
         Ok((Node::Bin(op, Box::new(l), Box::new(r)), ty))
     }

@@ -5,12 +5,16 @@
 //! the per-point path.
 
 pub mod ast;
+pub mod check;
 pub mod format;
 pub mod lambda;
 pub mod parser;
+pub mod plan;
+pub mod template;
 
 use ast::Pos;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// A problem found in a rule's source, with the position it refers to.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,13 +60,67 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
+/// Why a rule file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The rule has a syntax or semantic error; the text has `file:line:col`, the line and a caret.
+    #[error("{rendered}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The problem.
+        diagnostic: Diagnostic,
+        /// `file:line:col: message` with the source line and a caret.
+        rendered: String,
+    },
+}
+
+/// The task name of a rule file: its file name without `.tick`.
+pub fn task_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "rule".to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Reads, parses and checks one rule file.
+pub fn load_file(path: &Path) -> Result<plan::TaskPlan, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_source(path, &source)
+}
+
+/// Parses and checks rule source that came from `path`.
+pub fn load_source(path: &Path, source: &str) -> Result<plan::TaskPlan, LoadError> {
+    check::compile_source(&task_name(path), source).map_err(|diagnostic| LoadError::Invalid {
+        path: path.to_path_buf(),
+        rendered: diagnostic.render(&path.display().to_string(), source),
+        diagnostic,
+    })
+}
+
 /// The closest known name to `wrong`, if one is close enough to be a likely typo.
 pub fn suggest<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (wrong.chars().count() / 3).max(1);
+    let w = wrong.to_lowercase();
     known
         .into_iter()
-        .map(|k| (edit_distance(&wrong.to_lowercase(), &k.to_lowercase()), k))
-        .filter(|(d, _)| *d <= limit)
+        .filter_map(|k| {
+            let kl = k.to_lowercase();
+            let d = edit_distance(&w, &kl);
+            // A name that starts the other (`crit` / `critical`) is a likely mix-up too.
+            let prefix =
+                kl.len() >= 3 && w.len() >= 3 && (w.starts_with(&kl) || kl.starts_with(&w));
+            (d <= limit || prefix).then_some((d, k))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }

@@ -4,13 +4,13 @@
 //! Syntax errors become a [`Diagnostic`] carrying the line and column and a message that names
 //! what was expected in words, not grammar rule names.
 
+use pest::Parser as _;
 use pest::iterators::{Pair, Pairs};
 use pest::pratt_parser::{Assoc, Op, PrattParser};
-use pest::Parser as _;
 use std::sync::OnceLock;
 
-use super::ast::*;
 use super::Diagnostic;
+use super::ast::*;
 
 // Rebuild when the grammar changes.
 const _GRAMMAR: &str = include_str!("../../grammar/tick.pest");

@@ -1,0 +1,84 @@
+//! `alertd check [PATH...]`: validates rule files (and, as they gain file formats, receivers and
+//! config), printing each problem as `file:line:col: message` with the line and a caret.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::CliError;
+use crate::rules;
+
+/// Collects the `.tick` files named by `paths` (directories are searched recursively, sorted).
+pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            collect(p, &mut out)?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(CliError::Io {
+                path: p.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or directory",
+                ),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "tick") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Runs the check; prints problems to stderr and a summary line.
+pub fn run(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("rules")]
+    } else {
+        paths.to_vec()
+    };
+    let files = rule_files(&paths)?;
+    let mut errors = 0;
+    for f in &files {
+        match rules::load_file(f) {
+            Ok(_) => {}
+            Err(e) => {
+                errors += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    if errors == 0 {
+        eprintln!(
+            "checked {} rule file{}: all valid",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "checked {} rule file{}: {errors} with errors",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

@@ -1,0 +1,126 @@
+//! The rules engine: runs every loaded rule over incoming points and collects alert events.
+//!
+//! [`Engine::process`] routes a parsed line only to the rules whose `from()` reads its
+//! measurement (a hash map lookup; rules without a measurement see everything), then each rule
+//! checks database and retention policy and pushes the point through its pipeline. Time is event
+//! time: each rule's clock is the newest point time it has seen.
+
+pub mod alert;
+pub mod event;
+pub mod nodes;
+pub mod point;
+pub mod stats;
+pub mod task;
+
+use rustc_hash::{FxHashMap, FxHasher};
+use smallvec::SmallVec;
+use std::hash::Hasher;
+use std::sync::Arc;
+
+pub use event::AlertEvent;
+pub use stats::TaskStats;
+pub use task::{Task, TaskConfig};
+
+use crate::ingest::line_protocol::ParsedLine;
+use crate::rules::plan::TaskPlan;
+
+/// Hash of a raw series key, used to find a series without re-parsing its tags.
+pub fn series_hash(key: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(key.as_bytes());
+    h.finish()
+}
+
+/// All rules, and the routing table from measurement to the rule sources that read it.
+pub struct Engine {
+    tasks: Vec<Task>,
+    by_measurement: FxHashMap<Box<str>, SmallVec<[(u32, u32); 4]>>,
+    any_measurement: Vec<(u32, u32)>,
+}
+
+impl Engine {
+    /// Instantiates the rules.
+    pub fn new(plans: Vec<Arc<TaskPlan>>, cfg: &TaskConfig) -> Engine {
+        let tasks: Vec<Task> = plans.into_iter().map(|p| Task::new(p, cfg)).collect();
+        let mut by_measurement: FxHashMap<Box<str>, SmallVec<[(u32, u32); 4]>> =
+            FxHashMap::default();
+        let mut any_measurement = Vec::new();
+        for (ti, t) in tasks.iter().enumerate() {
+            for s in 0..t.source_count() {
+                let route = (ti as u32, s as u32);
+                match t.source_measurement(s) {
+                    Some(m) => by_measurement.entry(m.into()).or_default().push(route),
+                    None => any_measurement.push(route),
+                }
+            }
+        }
+        Engine {
+            tasks,
+            by_measurement,
+            any_measurement,
+        }
+    }
+
+    /// The running rules.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Does any rule read this measurement? (Lets callers skip work for unread points.)
+    pub fn wants(&self, measurement: &str) -> bool {
+        !self.any_measurement.is_empty() || self.by_measurement.contains_key(measurement)
+    }
+
+    /// Feeds one point. `db`/`rp` of None match every rule (a recording that names no database).
+    /// Returns how many rule sources took the point.
+    pub fn process(
+        &mut self,
+        db: Option<&str>,
+        rp: Option<&str>,
+        line: &ParsedLine<'_>,
+        time: i64,
+    ) -> usize {
+        let measurement = line.measurement.as_str();
+        let routed = self
+            .by_measurement
+            .get(measurement)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]);
+        if routed.is_empty() && self.any_measurement.is_empty() {
+            return 0;
+        }
+        let hash = series_hash(line.series_key);
+        let mut n = 0;
+        for &(t, s) in routed.iter().chain(self.any_measurement.iter()) {
+            let task = &mut self.tasks[t as usize];
+            if task.source_matches(s as usize, db, rp, measurement) {
+                task.ingest(s as usize, line, time, hash);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Moves every rule's clock to at least `now` (deadman checks, group expiry).
+    pub fn advance(&mut self, now: i64) {
+        for t in &mut self.tasks {
+            t.advance(now);
+        }
+    }
+
+    /// Emits every open window (end of a recording).
+    pub fn flush(&mut self) {
+        for t in &mut self.tasks {
+            t.flush();
+        }
+    }
+
+    /// Takes the events produced so far, rule by rule.
+    pub fn drain_events(&mut self) -> Vec<AlertEvent> {
+        let mut out = Vec::new();
+        for t in &mut self.tasks {
+            t.drain_events_into(&mut out);
+        }
+        out
+    }
+}

@@ -1,0 +1,975 @@
+//! The pipeline nodes between a source and an alert: `where`, `window`, `groupBy`, aggregates,
+//! `eval`, `default`, `delete`, `shift`, `sample`, `stateDuration`/`stateCount` and `log`.
+//!
+//! Each node keeps its per-group state in a [`GroupVec`] and writes what it emits into an
+//! [`Out`] buffer; the task forwards those messages to the node's children.
+
+use smallvec::SmallVec;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::alert::{AlertRt, DeadmanRt};
+use super::point::*;
+use super::task::Ctx;
+use crate::rules::lambda::{Lambda, LambdaState, Value};
+use crate::rules::plan::*;
+
+/// Messages a node emits while handling one input.
+pub(crate) type Out = SmallVec<[Msg; 2]>;
+
+/// A node with its runtime state.
+pub(crate) enum RNode {
+    Passthrough,
+    Where(WhereRt),
+    Window(WindowRt),
+    GroupBy(GroupSpec),
+    Agg(AggRt),
+    Eval(EvalRt),
+    Default(DefaultSpec, Vec<(Name, Value)>),
+    Delete(DeleteSpec),
+    Shift(i64),
+    Sample(SampleSpec, GroupVec<(i64, i64)>),
+    State(StateRt),
+    Log(LogSpec, Arc<str>),
+    Alert(Box<AlertRt>),
+    Deadman(Box<DeadmanRt>),
+}
+
+pub(crate) fn build(plan: &TaskPlan, i: usize, names: &mut NameCache) -> RNode {
+    let node = &plan.nodes[i];
+    match &node.kind {
+        NodeKind::Stream | NodeKind::From(_) => RNode::Passthrough,
+        NodeKind::Where(l) => RNode::Where(WhereRt {
+            lambda: l.clone(),
+            states: GroupVec::default(),
+        }),
+        NodeKind::Window(w) => RNode::Window(WindowRt {
+            spec: w.clone(),
+            groups: GroupVec::default(),
+        }),
+        NodeKind::GroupBy(g) => RNode::GroupBy(g.clone()),
+        NodeKind::Aggregate(a) => RNode::Agg(AggRt {
+            spec: a.clone(),
+            as_name: names.get(&a.as_name),
+            field: names.get(&a.field),
+            more: a
+                .more
+                .iter()
+                .map(|(f, n)| (names.get(f), names.get(n)))
+                .collect(),
+            groups: GroupVec::default(),
+        }),
+        NodeKind::Eval(e) => RNode::Eval(EvalRt {
+            names: e.as_names.iter().map(|n| names.get(n)).collect(),
+            spec: e.clone(),
+            states: GroupVec::default(),
+        }),
+        NodeKind::Default(d) => {
+            let fields = d
+                .fields
+                .iter()
+                .map(|(k, v)| (names.get(k), v.clone()))
+                .collect();
+            RNode::Default(d.clone(), fields)
+        }
+        NodeKind::Delete(d) => RNode::Delete(d.clone()),
+        NodeKind::Shift(s) => RNode::Shift(*s),
+        NodeKind::Sample(s) => RNode::Sample(*s, GroupVec::default()),
+        NodeKind::State(s) => RNode::State(StateRt {
+            as_name: names.get(&s.as_name),
+            spec: s.clone(),
+            groups: GroupVec::default(),
+        }),
+        NodeKind::Log(l) => RNode::Log(l.clone(), node.name.as_str().into()),
+        NodeKind::Alert(a) => RNode::Alert(Box::new(AlertRt::new(
+            Arc::new((**a).clone()),
+            node.name.as_str().into(),
+            names,
+        ))),
+        NodeKind::Deadman(d) => RNode::Deadman(Box::new(DeadmanRt::new(
+            d,
+            node.name.as_str().into(),
+            names,
+        ))),
+    }
+}
+
+impl RNode {
+    pub(crate) fn process(&mut self, msg: Msg, ctx: &mut Ctx, out: &mut Out) {
+        match self {
+            RNode::Passthrough => out.push(msg),
+            RNode::Where(w) => w.process(msg, ctx, out),
+            RNode::Window(w) => match msg {
+                Msg::Point(p) => w.point(p, ctx, out),
+                Msg::Batch(_) => {}
+            },
+            RNode::GroupBy(spec) => regroup(spec, msg, ctx, out),
+            RNode::Agg(a) => a.process(msg, ctx, out),
+            RNode::Eval(e) => e.process(msg, ctx, out),
+            RNode::Default(spec, fields) => {
+                out.extend(map_points(msg, |p| apply_default(spec, fields, p)))
+            }
+            RNode::Delete(spec) => out.extend(map_points(msg, |p| apply_delete(spec, p))),
+            RNode::Shift(d) => {
+                let d = *d;
+                let mut msg = map_points(msg, |mut p| {
+                    p.time = p.time.saturating_add(d);
+                    Some(p)
+                });
+                if let Some(Msg::Batch(b)) = &mut msg {
+                    b.time = b.time.saturating_add(d);
+                }
+                out.extend(msg);
+            }
+            RNode::Sample(spec, groups) => {
+                let keep = match &msg {
+                    Msg::Point(p) => sample_keep(spec, groups, p.group, p.time),
+                    Msg::Batch(b) => sample_keep(spec, groups, b.group, b.time),
+                };
+                if keep {
+                    out.push(msg);
+                }
+            }
+            RNode::State(s) => s.process(msg, ctx, out),
+            RNode::Log(spec, name) => {
+                log_msg(spec, name, &ctx.task, &msg);
+                out.push(msg);
+            }
+            RNode::Alert(a) => a.process(msg, ctx, out),
+            RNode::Deadman(d) => d.observe(msg, ctx),
+        }
+    }
+
+    pub(crate) fn drop_group(&mut self, g: GroupId) {
+        match self {
+            RNode::Where(w) => {
+                w.states.remove(g);
+            }
+            RNode::Window(w) => {
+                w.groups.remove(g);
+            }
+            RNode::Agg(a) => {
+                a.groups.remove(g);
+            }
+            RNode::Eval(e) => {
+                e.states.remove(g);
+            }
+            RNode::Sample(_, s) => {
+                s.remove(g);
+            }
+            RNode::State(s) => {
+                s.groups.remove(g);
+            }
+            RNode::Alert(a) => a.drop_group(g),
+            RNode::Deadman(d) => d.drop_group(g),
+            RNode::Passthrough
+            | RNode::GroupBy(_)
+            | RNode::Default(..)
+            | RNode::Delete(_)
+            | RNode::Shift(_)
+            | RNode::Log(..) => {}
+        }
+    }
+
+    pub(crate) fn flush(&mut self, ctx: &mut Ctx, out: &mut Out) {
+        if let RNode::Window(w) = self {
+            w.flush(ctx, out);
+        }
+    }
+
+    pub(crate) fn state_bytes(&self) -> usize {
+        match self {
+            RNode::Window(w) => {
+                w.groups.slot_bytes()
+                    + w.groups
+                        .iter()
+                        .map(|(_, s)| {
+                            s.buf.capacity() * std::mem::size_of::<Point>()
+                                + s.buf.iter().map(point_heap).sum::<usize>()
+                        })
+                        .sum::<usize>()
+            }
+            RNode::Agg(a) => {
+                a.groups.slot_bytes()
+                    + a.groups
+                        .iter()
+                        .map(|(_, s)| s.iter().map(|s| s.ring.capacity() * 8).sum::<usize>())
+                        .sum::<usize>()
+            }
+            RNode::Where(w) => w.states.slot_bytes(),
+            RNode::Eval(e) => e.states.slot_bytes(),
+            RNode::Sample(_, s) => s.slot_bytes(),
+            RNode::State(s) => s.groups.slot_bytes(),
+            RNode::Alert(a) => a.state_bytes(),
+            RNode::Deadman(d) => d.state_bytes(),
+            _ => 0,
+        }
+    }
+}
+
+fn point_heap(p: &Point) -> usize {
+    if p.fields.spilled() {
+        p.fields.capacity() * std::mem::size_of::<(Name, Value)>()
+    } else {
+        0
+    }
+}
+
+/// Applies `f` to a point, or to every point of a batch (dropping those it rejects).
+fn map_points(msg: Msg, mut f: impl FnMut(Point) -> Option<Point>) -> Option<Msg> {
+    match msg {
+        Msg::Point(p) => f(p).map(Msg::Point),
+        Msg::Batch(mut b) => {
+            b.points = b.points.into_iter().filter_map(f).collect();
+            Some(Msg::Batch(b))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// where
+
+pub(crate) struct WhereRt {
+    lambda: Lambda,
+    states: GroupVec<LambdaState>,
+}
+
+impl WhereRt {
+    fn keep(&mut self, p: &Point, ctx: &mut Ctx) -> bool {
+        let result = if self.lambda.is_stateful() {
+            let st = self
+                .states
+                .get_or_insert_with(p.group, || self.lambda.new_state());
+            self.lambda.eval_bool(p, st)
+        } else {
+            self.lambda.eval_bool(p, &mut LambdaState::default())
+        };
+        match result {
+            Ok(b) => b,
+            Err(e) => {
+                ctx.stats.error(&ctx.task, &e);
+                false
+            }
+        }
+    }
+
+    fn process(&mut self, msg: Msg, ctx: &mut Ctx, out: &mut Out) {
+        match msg {
+            Msg::Point(p) => {
+                if self.keep(&p, ctx) {
+                    out.push(Msg::Point(p));
+                }
+            }
+            Msg::Batch(mut b) => {
+                b.points.retain(|p| self.keep(p, ctx));
+                out.push(Msg::Batch(b));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// window
+
+pub(crate) struct WindowRt {
+    spec: WindowSpec,
+    groups: GroupVec<WinState>,
+}
+
+struct WinState {
+    buf: VecDeque<Point>,
+    next_emit: i64,
+    since_emit: i64,
+}
+
+fn truncate(t: i64, d: i64) -> i64 {
+    if d <= 0 { t } else { t - t.rem_euclid(d) }
+}
+
+impl WindowRt {
+    fn point(&mut self, p: Point, ctx: &mut Ctx, out: &mut Out) {
+        let spec = &self.spec;
+        if spec.period_count > 0 {
+            return self.count_point(p, out);
+        }
+        let t = p.time;
+        let st = self.groups.get_or_insert_with(p.group, || {
+            let next_emit = if spec.fill_period {
+                let first = t.saturating_add(spec.every.max(spec.period));
+                if spec.align {
+                    truncate(first, spec.every).saturating_add(spec.every)
+                } else {
+                    first
+                }
+            } else {
+                let first = t.saturating_add(spec.every);
+                if spec.align {
+                    truncate(first, spec.every)
+                } else {
+                    first
+                }
+            };
+            WinState {
+                buf: VecDeque::new(),
+                next_emit,
+                since_emit: 0,
+            }
+        });
+        if spec.every == 0 {
+            // Emit on every point: the window (t - period, t].
+            st.buf.push_back(p);
+            if t >= st.next_emit {
+                let oldest = t - spec.period;
+                while st.buf.front().is_some_and(|q| q.time <= oldest) {
+                    st.buf.pop_front();
+                }
+                st.next_emit = t;
+                let b = batch_of(st, t, ctx);
+                out.push(Msg::Batch(b));
+            }
+            return;
+        }
+        if t >= st.next_emit {
+            let end = st.next_emit;
+            let oldest = end - spec.period;
+            while st.buf.front().is_some_and(|q| q.time < oldest) {
+                st.buf.pop_front();
+            }
+            let b = batch_of(st, end, ctx);
+            st.next_emit = t.saturating_add(spec.every);
+            if spec.align {
+                st.next_emit = truncate(st.next_emit, spec.every);
+            }
+            // Tumbling windows hold nothing of the emitted window afterwards.
+            if spec.period <= spec.every {
+                st.buf.clear();
+            }
+            out.push(Msg::Batch(b));
+        }
+        st.buf.push_back(p);
+    }
+
+    fn count_point(&mut self, p: Point, out: &mut Out) {
+        let spec = &self.spec;
+        let group = p.group;
+        let st = self.groups.get_or_insert_with(group, || WinState {
+            buf: VecDeque::new(),
+            next_emit: 0,
+            since_emit: 0,
+        });
+        st.buf.push_back(p);
+        while st.buf.len() as i64 > spec.period_count {
+            st.buf.pop_front();
+        }
+        st.since_emit += 1;
+        let full = !spec.fill_period || st.buf.len() as i64 >= spec.period_count;
+        if st.since_emit >= spec.every_count && full {
+            st.since_emit = 0;
+            let time = st.buf.back().map_or(0, |q| q.time);
+            let first = &st.buf[0];
+            out.push(Msg::Batch(Batch {
+                name: first.name.clone(),
+                time,
+                tags: first.tags.clone(),
+                group,
+                points: st.buf.iter().cloned().collect(),
+            }));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Ctx, out: &mut Out) {
+        if self.spec.period_count > 0 || self.spec.every == 0 {
+            return;
+        }
+        for (_, st) in self.groups.iter_mut() {
+            if st.buf.is_empty() {
+                continue;
+            }
+            let end = st.next_emit;
+            let oldest = end - self.spec.period;
+            while st.buf.front().is_some_and(|q| q.time < oldest) {
+                st.buf.pop_front();
+            }
+            let b = batch_of(st, end, ctx);
+            st.buf.clear();
+            out.push(Msg::Batch(b));
+        }
+    }
+}
+
+fn batch_of(st: &WinState, time: i64, ctx: &Ctx) -> Batch {
+    let first = st.buf.front();
+    let group = first.map_or(0, |p| p.group);
+    let name = first.map_or_else(|| Name::from(""), |p| p.name.clone());
+    Batch {
+        name,
+        time,
+        tags: ctx.group_tags(group),
+        group,
+        points: st.buf.iter().cloned().collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// groupBy
+
+fn regroup(spec: &GroupSpec, msg: Msg, ctx: &mut Ctx, out: &mut Out) {
+    match msg {
+        Msg::Point(mut p) => {
+            p.group = ctx.regroup(spec, &p.name, &p.tags, p.time);
+            out.push(Msg::Point(p));
+        }
+        Msg::Batch(b) => {
+            let mut parts: Vec<Batch> = Vec::new();
+            for mut p in b.points {
+                p.group = ctx.regroup(spec, &p.name, &p.tags, p.time);
+                match parts.iter_mut().find(|x| x.group == p.group) {
+                    Some(x) => x.points.push(p),
+                    None => parts.push(Batch {
+                        name: p.name.clone(),
+                        time: b.time,
+                        tags: ctx.group_tags(p.group),
+                        group: p.group,
+                        points: vec![p],
+                    }),
+                }
+            }
+            out.extend(parts.into_iter().map(Msg::Batch));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// aggregates
+
+pub(crate) struct AggRt {
+    spec: AggSpec,
+    field: Name,
+    as_name: Name,
+    /// Further (field, output) pairs of the multi-field extension.
+    more: Vec<(Name, Name)>,
+    /// Per group, one state per computed field.
+    groups: GroupVec<SmallVec<[AggState; 1]>>,
+}
+
+#[derive(Default)]
+struct AggState {
+    prev: Option<(i64, f64)>,
+    prev_value: Option<Value>,
+    ring: VecDeque<f64>,
+    sum: f64,
+}
+
+impl AggRt {
+    fn process(&mut self, msg: Msg, ctx: &mut Ctx, out: &mut Out) {
+        match msg {
+            Msg::Batch(b) => self.batch(b, ctx, out),
+            Msg::Point(p) => {
+                let n = 1 + self.more.len();
+                let states = self
+                    .groups
+                    .get_or_insert_with(p.group, || (0..n).map(|_| AggState::default()).collect());
+                let mut fields = Fields::new();
+                for (i, st) in states.iter_mut().enumerate() {
+                    let (field, as_name) = if i == 0 {
+                        (&self.field, &self.as_name)
+                    } else {
+                        (&self.more[i - 1].0, &self.more[i - 1].1)
+                    };
+                    if let Some(v) = stream_step(&self.spec, field, st, &p, ctx) {
+                        fields.push((as_name.clone(), v));
+                    }
+                }
+                // A point is emitted once every field has a value (the first point of a
+                // derivative has none).
+                if fields.len() == n {
+                    let mut q = p;
+                    q.fields = fields;
+                    out.push(Msg::Point(q));
+                }
+            }
+        }
+    }
+
+    fn batch(&mut self, b: Batch, ctx: &mut Ctx, out: &mut Out) {
+        let field = &*self.field;
+        let mut values: Vec<(i64, Value)> = Vec::with_capacity(b.points.len());
+        for p in &b.points {
+            match p.field(field) {
+                Some(v) => values.push((p.time, v.clone())),
+                None => ctx.stats.missing(&ctx.task, field),
+            }
+        }
+        let make = |time: i64, v: Value| Point {
+            name: b.name.clone(),
+            time,
+            tags: b.tags.clone(),
+            fields: {
+                let mut f = Fields::new();
+                f.push((self.as_name.clone(), v));
+                f
+            },
+            group: b.group,
+        };
+        if self.spec.func.is_reducer() {
+            if values.is_empty() && self.spec.func != AggFunc::Count {
+                return;
+            }
+            match reduce(self.spec.func, &values) {
+                Ok((t, v)) => {
+                    let time = if self.spec.use_point_times {
+                        t.unwrap_or(b.time)
+                    } else {
+                        b.time
+                    };
+                    out.push(Msg::Point(make(time, v)));
+                }
+                Err(e) => ctx.stats.type_error(&ctx.task, e),
+            }
+            return;
+        }
+        // Transformations of a batch produce a batch.
+        let mut points = Vec::new();
+        match self.spec.func {
+            AggFunc::Distinct => {
+                let mut seen: Vec<Value> = Vec::new();
+                for (t, v) in values {
+                    if !seen.contains(&v) {
+                        seen.push(v.clone());
+                        points.push(make(if self.spec.use_point_times { t } else { b.time }, v));
+                    }
+                }
+            }
+            _ => {
+                let n = 1 + self.more.len();
+                let mut states: SmallVec<[AggState; 1]> =
+                    (0..n).map(|_| AggState::default()).collect();
+                for p in &b.points {
+                    let mut fields = Fields::new();
+                    for (i, st) in states.iter_mut().enumerate() {
+                        let (field, as_name) = if i == 0 {
+                            (&self.field, &self.as_name)
+                        } else {
+                            (&self.more[i - 1].0, &self.more[i - 1].1)
+                        };
+                        if let Some(v) = stream_step(&self.spec, field, st, p, ctx) {
+                            fields.push((as_name.clone(), v));
+                        }
+                    }
+                    if fields.len() == n {
+                        let mut q = make(p.time, Value::Int(0));
+                        q.fields = fields;
+                        points.push(q);
+                    }
+                }
+            }
+        }
+        out.push(Msg::Batch(Batch {
+            name: b.name,
+            time: b.time,
+            tags: b.tags,
+            group: b.group,
+            points,
+        }));
+    }
+}
+
+/// One step of the stream forms of difference, derivative, movingAverage and cumulativeSum.
+fn stream_step(
+    spec: &AggSpec,
+    field: &str,
+    st: &mut AggState,
+    p: &Point,
+    ctx: &mut Ctx,
+) -> Option<Value> {
+    let Some(v) = p.field(field) else {
+        ctx.stats.missing(&ctx.task, field);
+        return None;
+    };
+    let Some(x) = v.as_f64() else {
+        ctx.stats.type_error(
+            &ctx.task,
+            format!(
+                "{} needs a numeric field, '{field}' is {}",
+                func_name(spec.func),
+                v.type_name()
+            ),
+        );
+        return None;
+    };
+    match spec.func {
+        AggFunc::Difference => {
+            let prev = st.prev_value.replace(v.clone());
+            match (prev, v) {
+                (Some(Value::Int(a)), Value::Int(b)) => Some(Value::Int(b.wrapping_sub(a))),
+                (Some(a), _) => a.as_f64().map(|a| Value::Float(x - a)),
+                (None, _) => None,
+            }
+        }
+        AggFunc::Derivative { unit, non_negative } => {
+            let prev = st.prev.replace((p.time, x));
+            let (t0, x0) = prev?;
+            let dt = p.time - t0;
+            if dt <= 0 {
+                return None;
+            }
+            let rate = (x - x0) * unit as f64 / dt as f64;
+            if non_negative && rate < 0.0 {
+                return None;
+            }
+            Some(Value::Float(rate))
+        }
+        AggFunc::MovingAverage(n) => {
+            st.ring.push_back(x);
+            st.sum += x;
+            if st.ring.len() > n {
+                st.sum -= st.ring.pop_front().unwrap_or(0.0);
+            }
+            (st.ring.len() == n).then(|| Value::Float(st.sum / n as f64))
+        }
+        AggFunc::CumulativeSum => {
+            st.sum += x;
+            Some(if matches!(v, Value::Int(_)) {
+                Value::Int(st.sum as i64)
+            } else {
+                Value::Float(st.sum)
+            })
+        }
+        _ => None,
+    }
+}
+
+fn func_name(f: AggFunc) -> &'static str {
+    match f {
+        AggFunc::Mean => "mean",
+        AggFunc::Median => "median",
+        AggFunc::Sum => "sum",
+        AggFunc::Count => "count",
+        AggFunc::Min => "min",
+        AggFunc::Max => "max",
+        AggFunc::First => "first",
+        AggFunc::Last => "last",
+        AggFunc::Spread => "spread",
+        AggFunc::Stddev => "stddev",
+        AggFunc::Percentile(_) => "percentile",
+        AggFunc::Distinct => "distinct",
+        AggFunc::Mode => "mode",
+        AggFunc::Difference => "difference",
+        AggFunc::Derivative { .. } => "derivative",
+        AggFunc::MovingAverage(_) => "movingAverage",
+        AggFunc::CumulativeSum => "cumulativeSum",
+    }
+}
+
+/// Reduces a batch's values; returns the selected point's time for selectors.
+fn reduce(func: AggFunc, values: &[(i64, Value)]) -> Result<(Option<i64>, Value), String> {
+    let nums = || -> Result<Vec<f64>, String> {
+        values
+            .iter()
+            .map(|(_, v)| {
+                v.as_f64().ok_or_else(|| {
+                    format!(
+                        "{} needs numbers, got {} '{}'",
+                        func_name(func),
+                        v.type_name(),
+                        v
+                    )
+                })
+            })
+            .collect()
+    };
+    let all_int = values.iter().all(|(_, v)| matches!(v, Value::Int(_)));
+    Ok(match func {
+        AggFunc::Count => (None, Value::Int(values.len() as i64)),
+        AggFunc::Mean => {
+            let n = nums()?;
+            (None, Value::Float(n.iter().sum::<f64>() / n.len() as f64))
+        }
+        AggFunc::Sum => {
+            if all_int {
+                (
+                    None,
+                    Value::Int(
+                        values
+                            .iter()
+                            .map(|(_, v)| if let Value::Int(i) = v { *i } else { 0 })
+                            .fold(0i64, i64::wrapping_add),
+                    ),
+                )
+            } else {
+                (None, Value::Float(nums()?.iter().sum()))
+            }
+        }
+        AggFunc::Median => {
+            let mut n = nums()?;
+            n.sort_by(f64::total_cmp);
+            let m = n.len() / 2;
+            (
+                None,
+                Value::Float(if n.len() % 2 == 0 {
+                    (n[m - 1] + n[m]) / 2.0
+                } else {
+                    n[m]
+                }),
+            )
+        }
+        AggFunc::Min | AggFunc::Max => {
+            let n = nums()?;
+            let mut best = 0;
+            for i in 1..n.len() {
+                let better = if func == AggFunc::Min {
+                    n[i] < n[best]
+                } else {
+                    n[i] > n[best]
+                };
+                if better {
+                    best = i;
+                }
+            }
+            (Some(values[best].0), values[best].1.clone())
+        }
+        AggFunc::First => (Some(values[0].0), values[0].1.clone()),
+        AggFunc::Last => {
+            let (t, v) = &values[values.len() - 1];
+            (Some(*t), v.clone())
+        }
+        AggFunc::Spread => {
+            let n = nums()?;
+            let (lo, hi) = n
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                    (lo.min(*x), hi.max(*x))
+                });
+            if all_int {
+                (None, Value::Int((hi - lo) as i64))
+            } else {
+                (None, Value::Float(hi - lo))
+            }
+        }
+        AggFunc::Stddev => {
+            let n = nums()?;
+            if n.len() < 2 {
+                (None, Value::Float(0.0))
+            } else {
+                let mean = n.iter().sum::<f64>() / n.len() as f64;
+                let var = n.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.len() - 1) as f64;
+                (None, Value::Float(var.sqrt()))
+            }
+        }
+        AggFunc::Percentile(pct) => {
+            let mut idx: Vec<usize> = (0..values.len()).collect();
+            let n = nums()?;
+            idx.sort_by(|a, b| n[*a].total_cmp(&n[*b]));
+            // Nearest rank, as InfluxQL computes it.
+            let rank = ((values.len() as f64 * pct / 100.0 + 0.5).floor() as usize)
+                .clamp(1, values.len())
+                - 1;
+            let (t, v) = &values[idx[rank]];
+            (Some(*t), v.clone())
+        }
+        AggFunc::Mode => {
+            let mut best: Option<(&Value, usize)> = None;
+            for (_, v) in values {
+                let c = values.iter().filter(|(_, w)| w == v).count();
+                if best.is_none_or(|(_, bc)| c > bc) {
+                    best = Some((v, c));
+                }
+            }
+            (None, best.map_or(Value::Int(0), |(v, _)| v.clone()))
+        }
+        _ => return Err(format!("{} is not a reducer", func_name(func))),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// eval
+
+pub(crate) struct EvalRt {
+    spec: EvalSpec,
+    names: Vec<Name>,
+    states: GroupVec<Vec<LambdaState>>,
+}
+
+impl EvalRt {
+    fn eval_point(&mut self, mut p: Point, ctx: &mut Ctx) -> Option<Point> {
+        let stateful = self.spec.lambdas.iter().any(Lambda::is_stateful);
+        let mut results: SmallVec<[(Name, Value); 4]> = SmallVec::new();
+        let mut tags_changed: Option<TagSet> = None;
+        for (i, l) in self.spec.lambdas.iter().enumerate() {
+            let r = if stateful {
+                let states = self.states.get_or_insert_with(p.group, || {
+                    self.spec.lambdas.iter().map(Lambda::new_state).collect()
+                });
+                l.eval(&p, &mut states[i])
+            } else {
+                l.eval_stateless(&p)
+            };
+            match r {
+                Ok(v) => {
+                    let name = self.names[i].clone();
+                    if self.spec.tags.iter().any(|t| **t == *name) {
+                        let base = tags_changed.take().unwrap_or_else(|| (*p.tags).clone());
+                        tags_changed = Some(base.with(name, v.to_string().into()));
+                    } else {
+                        // Later expressions can read earlier results.
+                        p.set_field(name.clone(), v.clone());
+                        results.push((name, v));
+                    }
+                }
+                Err(e) => {
+                    ctx.stats.error(&ctx.task, &e);
+                    return None;
+                }
+            }
+        }
+        if let Some(t) = tags_changed {
+            p.tags = Arc::new(t);
+        }
+        match &self.spec.keep {
+            None => p.fields = results.into_iter().collect(),
+            Some(list) if list.is_empty() => {}
+            Some(list) => p.fields.retain(|(k, _)| list.iter().any(|n| **n == **k)),
+        }
+        Some(p)
+    }
+
+    fn process(&mut self, msg: Msg, ctx: &mut Ctx, out: &mut Out) {
+        match msg {
+            Msg::Point(p) => {
+                if let Some(p) = self.eval_point(p, ctx) {
+                    out.push(Msg::Point(p));
+                }
+            }
+            Msg::Batch(mut b) => {
+                let points = std::mem::take(&mut b.points);
+                b.points = points
+                    .into_iter()
+                    .filter_map(|p| self.eval_point(p, ctx))
+                    .collect();
+                out.push(Msg::Batch(b));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// default, delete, sample, state, log
+
+fn apply_default(spec: &DefaultSpec, fields: &[(Name, Value)], mut p: Point) -> Option<Point> {
+    for (k, v) in fields {
+        if p.field(k).is_none() {
+            p.fields.push((k.clone(), v.clone()));
+        }
+    }
+    for (k, v) in &spec.tags {
+        if p.tags.get(k).is_none() {
+            p.tags = Arc::new(p.tags.with(k.as_str().into(), v.as_str().into()));
+        }
+    }
+    Some(p)
+}
+
+fn apply_delete(spec: &DeleteSpec, mut p: Point) -> Option<Point> {
+    p.fields
+        .retain(|(k, _)| !spec.fields.iter().any(|f| **f == **k));
+    for t in &spec.tags {
+        if p.tags.get(t).is_some() {
+            p.tags = Arc::new(p.tags.without(t));
+        }
+    }
+    Some(p)
+}
+
+fn sample_keep(spec: &SampleSpec, groups: &mut GroupVec<(i64, i64)>, g: GroupId, t: i64) -> bool {
+    let st = groups.get_or_insert_with(g, || (0, i64::MIN));
+    match spec {
+        SampleSpec::Count(n) => {
+            let keep = st.0 % n == 0;
+            st.0 += 1;
+            keep
+        }
+        SampleSpec::Every(d) => {
+            if st.1 == i64::MIN || t >= st.1 {
+                st.1 = truncate(t, *d).saturating_add(*d);
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+pub(crate) struct StateRt {
+    spec: StateSpec,
+    as_name: Name,
+    groups: GroupVec<(Option<i64>, i64, LambdaState)>,
+}
+
+impl StateRt {
+    fn process(&mut self, msg: Msg, ctx: &mut Ctx, out: &mut Out) {
+        let Msg::Point(mut p) = msg else { return };
+        let spec = &self.spec;
+        let st = self
+            .groups
+            .get_or_insert_with(p.group, || (None, 0, spec.lambda.new_state()));
+        match spec.lambda.eval_bool(&p, &mut st.2) {
+            Ok(true) => {
+                let v = if spec.duration {
+                    let start = *st.0.get_or_insert(p.time);
+                    Value::Float((p.time - start) as f64 / spec.unit as f64)
+                } else {
+                    st.1 += 1;
+                    Value::Int(st.1)
+                };
+                p.set_field(self.as_name.clone(), v);
+            }
+            Ok(false) => {
+                st.0 = None;
+                st.1 = 0;
+                let v = if spec.duration {
+                    Value::Float(-1.0)
+                } else {
+                    Value::Int(-1)
+                };
+                p.set_field(self.as_name.clone(), v);
+            }
+            Err(e) => {
+                ctx.stats.error(&ctx.task, &e);
+                return;
+            }
+        }
+        out.push(Msg::Point(p));
+    }
+}
+
+fn log_msg(spec: &LogSpec, node: &str, task: &str, msg: &Msg) {
+    let describe = |p: &Point| {
+        let fields: Vec<String> = p.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let tags: Vec<String> = p.tags.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "{} {} {} {}",
+            p.name,
+            tags.join(","),
+            fields.join(","),
+            crate::rules::format_rfc3339(p.time)
+        )
+    };
+    let text = match msg {
+        Msg::Point(p) => describe(p),
+        Msg::Batch(b) => {
+            let pts: Vec<String> = b.points.iter().map(describe).collect();
+            format!(
+                "batch at {} of {} points: {}",
+                crate::rules::format_rfc3339(b.time),
+                b.points.len(),
+                pts.join("; ")
+            )
+        }
+    };
+    match spec.level.as_str() {
+        "DEBUG" => tracing::debug!(task, node, prefix = %spec.prefix, "{text}"),
+        "WARN" => tracing::warn!(task, node, prefix = %spec.prefix, "{text}"),
+        "ERROR" => tracing::error!(task, node, prefix = %spec.prefix, "{text}"),
+        _ => tracing::info!(task, node, prefix = %spec.prefix, "{text}"),
+    }
+}

@@ -1,0 +1,699 @@
+//! One running rule: its group table, its `from()` sources with their series caches, and the
+//! dispatch of points and batches through its nodes.
+//!
+//! The per-point path: a source checks the filter on the borrowed line, finds the series in a
+//! hash map keyed by the hash of the raw series key (so the group is computed once per series,
+//! not per point), copies only the fields the pipeline needs, and pushes the point down.
+
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+use super::alert::{AlertRt, DeadmanRt};
+use super::event::AlertEvent;
+use super::nodes::{self, RNode};
+use super::point::*;
+use super::stats::TaskStats;
+use crate::ingest::line_protocol::{FieldValue, ParsedLine};
+use crate::rules::lambda::{LambdaState, Scope, Value};
+use crate::rules::plan::{AggFunc, Edge, FromSpec, GroupSpec, NodeKind, TaskPlan};
+
+/// Settings that apply to every task of an engine.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// A group that has seen no point for this long (event time) is dropped with all its state.
+    pub group_expiry: i64,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            group_expiry: 15 * 60 * 1_000_000_000,
+        }
+    }
+}
+
+/// A group of points that share the group-by tag values.
+#[derive(Debug)]
+pub(crate) struct GroupEntry {
+    /// Kapacitor's group id (`host=a,path=/`), or `nil` when ungrouped.
+    pub id: Arc<str>,
+    /// The group-by tags.
+    pub tags: Tags,
+    /// The measurement of the group's first point.
+    pub name: Name,
+    /// Event time of the group's latest point.
+    pub last_seen: i64,
+    key: Arc<str>,
+}
+
+/// All groups of a task, in a slab indexed by [`GroupId`].
+#[derive(Debug, Default)]
+pub(crate) struct GroupTable {
+    entries: Vec<Option<GroupEntry>>,
+    generations: Vec<u32>,
+    by_key: FxHashMap<Arc<str>, GroupId>,
+    free: Vec<GroupId>,
+}
+
+impl GroupTable {
+    pub fn get(&self, g: GroupId) -> Option<&GroupEntry> {
+        self.entries.get(g as usize).and_then(Option::as_ref)
+    }
+
+    fn generation(&self, g: GroupId) -> u32 {
+        self.generations.get(g as usize).copied().unwrap_or(0)
+    }
+
+    fn touch(&mut self, g: GroupId, t: i64) {
+        if let Some(Some(e)) = self.entries.get_mut(g as usize)
+            && t > e.last_seen
+        {
+            e.last_seen = t;
+        }
+    }
+
+    /// Finds or creates the group for a key.
+    fn intern(
+        &mut self,
+        key: &str,
+        make: impl FnOnce() -> (Arc<str>, Tags, Name),
+        t: i64,
+    ) -> (GroupId, bool) {
+        if let Some(&g) = self.by_key.get(key) {
+            return (g, false);
+        }
+        let (id, tags, name) = make();
+        let key: Arc<str> = key.into();
+        let entry = GroupEntry {
+            id,
+            tags,
+            name,
+            last_seen: t,
+            key: key.clone(),
+        };
+        let g = match self.free.pop() {
+            Some(g) => {
+                self.entries[g as usize] = Some(entry);
+                g
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.generations.push(0);
+                (self.entries.len() - 1) as GroupId
+            }
+        };
+        self.by_key.insert(key, g);
+        (g, true)
+    }
+
+    fn remove(&mut self, g: GroupId) {
+        if let Some(e) = self.entries.get_mut(g as usize).and_then(Option::take) {
+            self.by_key.remove(&e.key);
+            self.generations[g as usize] = self.generations[g as usize].wrapping_add(1);
+            self.free.push(g);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    fn idle_before(&self, cutoff: i64) -> Vec<GroupId> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                e.as_ref()
+                    .filter(|e| e.last_seen < cutoff)
+                    .map(|_| i as GroupId)
+            })
+            .collect()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Option<GroupEntry>>()
+            + self.generations.capacity() * 4
+            + self.by_key.capacity() * (std::mem::size_of::<(Arc<str>, GroupId)>() + 1)
+            + self
+                .entries
+                .iter()
+                .flatten()
+                .map(|e| e.id.len() + e.key.len() + 32 + e.tags.heap_bytes() + 16)
+                .sum::<usize>()
+    }
+}
+
+/// Shared state the nodes of a task use while processing.
+pub(crate) struct Ctx {
+    pub task: Arc<str>,
+    pub groups: GroupTable,
+    pub names: NameCache,
+    pub stats: TaskStats,
+    pub events: Vec<AlertEvent>,
+    pub clock: i64,
+}
+
+impl Ctx {
+    pub fn group_id(&self, g: GroupId) -> Arc<str> {
+        self.groups
+            .get(g)
+            .map_or_else(|| Arc::from("nil"), |e| e.id.clone())
+    }
+
+    pub fn group_tags(&self, g: GroupId) -> Tags {
+        self.groups
+            .get(g)
+            .map_or_else(Tags::default, |e| e.tags.clone())
+    }
+
+    /// Finds or creates the group of `tags` under `spec` (used by `groupBy` nodes).
+    pub fn regroup(&mut self, spec: &GroupSpec, name: &Name, tags: &TagSet, t: i64) -> GroupId {
+        let dims: Vec<(Name, Arc<str>)> = group_dims(
+            spec,
+            tags.0.iter().map(|(k, v)| (&**k, &**v)),
+            &mut self.names,
+        );
+        let key = group_key(spec, name, &dims);
+        let name = name.clone();
+        let (g, _) = self.groups.intern(
+            &key,
+            || {
+                (
+                    group_id_string(spec, &name, &dims),
+                    Arc::new(TagSet(dims.clone())),
+                    name.clone(),
+                )
+            },
+            t,
+        );
+        self.groups.touch(g, t);
+        g
+    }
+}
+
+struct SeriesEntry {
+    key: Box<str>,
+    group: GroupId,
+    generation: u32,
+    name: Name,
+    tags: Tags,
+}
+
+struct Source {
+    node: usize,
+    spec: FromSpec,
+    series: FxHashMap<u64, SeriesEntry>,
+    /// Points carry all series tags (true) or only the group's.
+    keep_tags: bool,
+    /// The fields the pipeline reads; None keeps all.
+    fields: Option<Vec<Name>>,
+    filter_state: LambdaState,
+}
+
+/// A running rule.
+pub struct Task {
+    plan: Arc<TaskPlan>,
+    nodes: Vec<RNode>,
+    children: Vec<Vec<usize>>,
+    sources: Vec<Source>,
+    ctx: Ctx,
+    expiry: i64,
+    next_expiry_check: i64,
+}
+
+/// What a line looks like to a `from().where()` filter: fields, then tags, of the borrowed line.
+struct LineScope<'a, 'b> {
+    line: &'a ParsedLine<'b>,
+    time: i64,
+}
+
+impl Scope for LineScope<'_, '_> {
+    fn lookup(&self, name: &str) -> Option<Value> {
+        if let Some((_, v)) = self.line.fields.iter().find(|(k, _)| k.as_str() == name) {
+            return Some(field_value(v));
+        }
+        self.line
+            .tags
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| Value::Str(v.as_str().into()))
+    }
+
+    fn time(&self) -> i64 {
+        self.time
+    }
+}
+
+/// Converts a parsed field value; unsigned values above `i64::MAX` become floats.
+pub fn field_value(v: &FieldValue<'_>) -> Value {
+    match v {
+        FieldValue::Float(f) => Value::Float(*f),
+        FieldValue::Int(i) => Value::Int(*i),
+        FieldValue::UInt(u) => i64::try_from(*u).map_or(Value::Float(*u as f64), Value::Int),
+        FieldValue::Bool(b) => Value::Bool(*b),
+        FieldValue::Str(s) => Value::Str(s.as_str().into()),
+    }
+}
+
+fn group_dims<'a>(
+    spec: &GroupSpec,
+    tags: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    names: &mut NameCache,
+) -> Vec<(Name, Arc<str>)> {
+    if spec.all {
+        let mut v: Vec<(Name, Arc<str>)> = tags
+            .filter(|(k, _)| !spec.exclude.iter().any(|e| e == k))
+            .map(|(k, v)| (names.get(k), Arc::from(v)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    } else {
+        spec.tags
+            .iter()
+            .map(|t| {
+                let v = tags.clone().find(|(k, _)| k == t).map_or("", |(_, v)| v);
+                (names.get(t), Arc::from(v))
+            })
+            .collect()
+    }
+}
+
+fn group_key(spec: &GroupSpec, name: &str, dims: &[(Name, Arc<str>)]) -> String {
+    let mut key = String::new();
+    if spec.by_measurement {
+        key.push_str(name);
+        key.push('\n');
+    }
+    for (i, (k, v)) in dims.iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+    }
+    key
+}
+
+fn group_id_string(spec: &GroupSpec, name: &str, dims: &[(Name, Arc<str>)]) -> Arc<str> {
+    let key = group_key(spec, name, dims);
+    if key.is_empty() {
+        "nil".into()
+    } else {
+        key.into()
+    }
+}
+
+impl Task {
+    /// Instantiates a plan.
+    pub fn new(plan: Arc<TaskPlan>, cfg: &TaskConfig) -> Task {
+        let mut names = NameCache::default();
+        let mut longest = 0i64;
+        let nodes: Vec<RNode> = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                match &n.kind {
+                    NodeKind::Window(w) => longest = longest.max(2 * w.period.max(w.every)),
+                    NodeKind::Deadman(d) => longest = longest.max(3 * d.interval),
+                    _ => {}
+                }
+                nodes::build(&plan, i, &mut names)
+            })
+            .collect();
+        let children = plan.nodes.iter().map(|n| n.children.clone()).collect();
+        let sources = plan
+            .sources()
+            .map(|(i, spec)| Source {
+                node: i,
+                spec: spec.clone(),
+                series: FxHashMap::default(),
+                keep_tags: needs_point_tags(&plan, i),
+                fields: needed_fields(&plan, i)
+                    .map(|set| set.iter().map(|f| names.get(f)).collect()),
+                filter_state: spec
+                    .filter
+                    .as_ref()
+                    .map(|f| f.new_state())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let expiry = cfg.group_expiry.max(longest);
+        Task {
+            ctx: Ctx {
+                task: plan.name.as_str().into(),
+                groups: GroupTable::default(),
+                names,
+                stats: TaskStats::default(),
+                events: Vec::new(),
+                clock: i64::MIN,
+            },
+            plan,
+            nodes,
+            children,
+            sources,
+            expiry,
+            next_expiry_check: i64::MIN,
+        }
+    }
+
+    /// The plan this task runs.
+    pub fn plan(&self) -> &Arc<TaskPlan> {
+        &self.plan
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &TaskStats {
+        &self.ctx.stats
+    }
+
+    /// Number of live groups.
+    pub fn groups(&self) -> usize {
+        self.ctx.groups.len()
+    }
+
+    /// The task's clock: the newest event time it has seen.
+    pub fn clock(&self) -> i64 {
+        self.ctx.clock
+    }
+
+    /// Indexes of sources (for routing tables).
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// The measurement a source reads (None: all).
+    pub fn source_measurement(&self, s: usize) -> Option<&str> {
+        self.sources[s].spec.measurement.as_deref()
+    }
+
+    /// Whether a source accepts points of this database, retention policy and measurement.
+    /// A `db` or `rp` of None (a recording that names none) matches whatever the rule reads.
+    pub fn source_matches(
+        &self,
+        s: usize,
+        db: Option<&str>,
+        rp: Option<&str>,
+        measurement: &str,
+    ) -> bool {
+        let spec = &self.sources[s].spec;
+        if spec
+            .measurement
+            .as_deref()
+            .is_some_and(|m| m != measurement)
+        {
+            return false;
+        }
+        let eq = |want: &str, got: Option<&str>| got.is_none_or(|g| g == want);
+        match (&spec.database, &spec.retention_policy) {
+            (Some(d), r) => eq(d, db) && r.as_deref().is_none_or(|r| eq(r, rp)),
+            (None, Some(r)) => eq(r, rp) && self.dbrp_ok(db, None),
+            (None, None) => self.dbrp_ok(db, rp),
+        }
+    }
+
+    fn dbrp_ok(&self, db: Option<&str>, rp: Option<&str>) -> bool {
+        self.plan.dbrps.is_empty()
+            || self
+                .plan
+                .dbrps
+                .iter()
+                .any(|d| db.is_none_or(|db| d.db == db) && rp.is_none_or(|rp| d.rp == rp))
+    }
+
+    /// Feeds one parsed line to source `s` (already matched by the router). `time` is in ns;
+    /// `series_hash` is the hash of `line.series_key`.
+    pub fn ingest(&mut self, s: usize, line: &ParsedLine<'_>, time: i64, series_hash: u64) {
+        self.ctx.stats.points_in += 1;
+        if time > self.ctx.clock {
+            self.advance(time);
+        }
+        let src = &mut self.sources[s];
+        if let Some(filter) = &src.spec.filter {
+            match filter.eval_bool(&LineScope { line, time }, &mut src.filter_state) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    self.ctx.stats.error(&self.ctx.task, &e);
+                    return;
+                }
+            }
+        }
+        let mut time = time;
+        if src.spec.truncate > 0 {
+            time -= time.rem_euclid(src.spec.truncate);
+        } else if src.spec.round > 0 {
+            let r = src.spec.round;
+            time = (time + r / 2).div_euclid(r) * r;
+        }
+        let ctx = &mut self.ctx;
+        ctx.stats.points_matched += 1;
+        let cached = src.series.get(&series_hash).filter(|e| {
+            &*e.key == line.series_key
+                && ctx.groups.generation(e.group) == e.generation
+                && ctx.groups.get(e.group).is_some()
+        });
+        let (group, name, tags) = match cached {
+            Some(e) => (e.group, e.name.clone(), e.tags.clone()),
+            None => {
+                let name = ctx.names.get(line.measurement.as_str());
+                let line_tags = line.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let dims = group_dims(&src.spec.group, line_tags, &mut ctx.names);
+                let key = group_key(&src.spec.group, &name, &dims);
+                let spec = &src.spec.group;
+                let (group, _) = ctx.groups.intern(
+                    &key,
+                    || {
+                        (
+                            group_id_string(spec, &name, &dims),
+                            Arc::new(TagSet(dims.clone())),
+                            name.clone(),
+                        )
+                    },
+                    time,
+                );
+                let tags = if src.keep_tags {
+                    let mut all: Vec<(Name, Arc<str>)> = line
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (ctx.names.get(k.as_str()), Arc::from(v.as_str())))
+                        .collect();
+                    all.sort_by(|a, b| a.0.cmp(&b.0));
+                    Arc::new(TagSet(all))
+                } else {
+                    ctx.group_tags(group)
+                };
+                src.series.insert(
+                    series_hash,
+                    SeriesEntry {
+                        key: line.series_key.into(),
+                        group,
+                        generation: ctx.groups.generation(group),
+                        name: name.clone(),
+                        tags: tags.clone(),
+                    },
+                );
+                (group, name, tags)
+            }
+        };
+        ctx.groups.touch(group, time);
+        let mut fields = Fields::new();
+        match &src.fields {
+            Some(wanted) => {
+                for (k, v) in &line.fields {
+                    if let Some(n) = wanted.iter().find(|n| ***n == *k.as_str()) {
+                        fields.push((n.clone(), field_value(v)));
+                    }
+                }
+            }
+            None => {
+                for (k, v) in &line.fields {
+                    fields.push((ctx.names.get(k.as_str()), field_value(v)));
+                }
+            }
+        }
+        let point = Point {
+            name,
+            time,
+            tags,
+            fields,
+            group,
+        };
+        let node = src.node;
+        self.emit(node, Msg::Point(point));
+    }
+
+    /// Sends a message to every child of `from`.
+    fn emit(&mut self, from: usize, msg: Msg) {
+        let n = self.children[from].len();
+        for i in 0..n {
+            let child = self.children[from][i];
+            if i + 1 == n {
+                self.process(child, msg);
+                return;
+            }
+            self.process(child, msg.clone());
+        }
+    }
+
+    fn process(&mut self, node: usize, msg: Msg) {
+        let mut out = nodes::Out::new();
+        self.nodes[node].process(msg, &mut self.ctx, &mut out);
+        for m in out {
+            self.emit(node, m);
+        }
+    }
+
+    /// Moves the task's clock to `now` (event time): runs deadman checks that fell due and
+    /// drops idle groups.
+    pub fn advance(&mut self, now: i64) {
+        if now <= self.ctx.clock {
+            return;
+        }
+        self.ctx.clock = now;
+        // Expire first, so a group past its expiry gets no further deadman check.
+        if now >= self.next_expiry_check {
+            if self.next_expiry_check != i64::MIN {
+                self.expire(now.saturating_sub(self.expiry));
+            }
+            self.next_expiry_check = now.saturating_add((self.expiry / 4).max(1));
+        }
+        for i in 0..self.nodes.len() {
+            if let RNode::Deadman(_) = &self.nodes[i] {
+                let mut out = nodes::Out::new();
+                if let RNode::Deadman(d) = &mut self.nodes[i] {
+                    d.tick(now, &mut self.ctx, &mut out);
+                }
+                for m in out {
+                    self.emit(i, m);
+                }
+            }
+        }
+    }
+
+    /// Drops every group whose latest point is older than `cutoff`, freeing its state in every
+    /// node. Returns how many were dropped.
+    pub fn expire(&mut self, cutoff: i64) -> usize {
+        let idle = self.ctx.groups.idle_before(cutoff);
+        for &g in &idle {
+            for n in &mut self.nodes {
+                n.drop_group(g);
+            }
+            self.ctx.groups.remove(g);
+        }
+        if !idle.is_empty() {
+            let groups = &self.ctx.groups;
+            for s in &mut self.sources {
+                s.series.retain(|_, e| {
+                    groups.get(e.group).is_some() && groups.generation(e.group) == e.generation
+                });
+            }
+            self.ctx.stats.groups_expired += idle.len() as u64;
+        }
+        idle.len()
+    }
+
+    /// Emits every window that is still open (end of a recording).
+    pub fn flush(&mut self) {
+        for i in 0..self.nodes.len() {
+            let mut out = nodes::Out::new();
+            self.nodes[i].flush(&mut self.ctx, &mut out);
+            for m in out {
+                self.emit(i, m);
+            }
+        }
+    }
+
+    /// Takes the alert events produced so far.
+    pub fn drain_events(&mut self) -> Vec<AlertEvent> {
+        std::mem::take(&mut self.ctx.events)
+    }
+
+    /// Appends the alert events produced so far to `out`.
+    pub fn drain_events_into(&mut self, out: &mut Vec<AlertEvent>) {
+        out.append(&mut self.ctx.events);
+    }
+
+    /// Approximate heap bytes held by the task's state (groups, series, node state).
+    pub fn state_bytes(&self) -> usize {
+        self.ctx.groups.heap_bytes()
+            + self
+                .sources
+                .iter()
+                .map(|s| {
+                    s.series.capacity() * (std::mem::size_of::<(u64, SeriesEntry)>() + 1)
+                        + s.series.values().map(|e| e.key.len()).sum::<usize>()
+                })
+                .sum::<usize>()
+            + self.nodes.iter().map(RNode::state_bytes).sum::<usize>()
+    }
+}
+
+/// Does anything below `node` read tags beyond the group's? Batches after a window and points
+/// made by aggregates carry only group tags, so pipelines like window→mean→alert do not need a
+/// copy of every series' tags.
+fn needs_point_tags(plan: &TaskPlan, node: usize) -> bool {
+    plan.nodes[node].children.iter().any(|&c| {
+        let n = &plan.nodes[c];
+        match &n.kind {
+            NodeKind::Window(_) => needs_point_tags(plan, c),
+            NodeKind::Aggregate(a) if a.func.is_reducer() => false,
+            NodeKind::Alert(_) => {
+                plan.nodes[node].provides == Edge::Stream || needs_point_tags(plan, c)
+            }
+            NodeKind::Deadman(_) => needs_point_tags(plan, c),
+            NodeKind::Shift(_) | NodeKind::Sample(_) => needs_point_tags(plan, c),
+            _ => true,
+        }
+    })
+}
+
+/// The fields the subtree below `node` reads, or None when it may read any.
+fn needed_fields(plan: &TaskPlan, node: usize) -> Option<Vec<String>> {
+    let mut set: Vec<String> = Vec::new();
+    for &c in &plan.nodes[node].children {
+        let n = &plan.nodes[c];
+        let add: Option<Vec<String>> = match &n.kind {
+            NodeKind::Aggregate(a)
+                if a.func.is_reducer() || matches!(a.func, AggFunc::Distinct) =>
+            {
+                Some(vec![a.field.clone()])
+            }
+            NodeKind::Aggregate(a) => Some(
+                std::iter::once(a.field.clone())
+                    .chain(a.more.iter().map(|(f, _)| f.clone()))
+                    .collect(),
+            ),
+            NodeKind::Window(_) | NodeKind::Shift(_) | NodeKind::Sample(_) => {
+                needed_fields(plan, c)
+            }
+            NodeKind::Where(l) => needed_fields(plan, c).map(|mut v| {
+                v.extend(l.references().iter().map(|r| r.to_string()));
+                v
+            }),
+            NodeKind::Deadman(d) if d.extra.is_none() => needed_fields(plan, c),
+            _ => None,
+        };
+        match add {
+            Some(v) => set.extend(v),
+            None => return None,
+        }
+    }
+    set.sort();
+    set.dedup();
+    Some(set)
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Task>();
+    is_send::<AlertRt>();
+    is_send::<DeadmanRt>();
+}

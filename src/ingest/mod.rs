@@ -1,0 +1,5 @@
+//! Ingest: what agents push, parsed into points. Line protocol parsing and recordings for now;
+//! the HTTP endpoints build on these.
+
+pub mod line_protocol;
+pub mod recording;
