@@ -2,7 +2,8 @@
 //! own clock and prints every alert event; with `--expect`, compares them with an expected-events
 //! file and exits 1 with a readable diff on a mismatch. No notification is sent.
 //!
-//! One thread parses the recording in chunks while the other runs the engine, so both cores work.
+//! Every core parses chunks of the recording while this thread runs the engine over them in
+//! recording order.
 
 use serde_json::Value as Json;
 use std::path::PathBuf;
@@ -102,20 +103,45 @@ pub fn replay(
         Result<ParsedLine<'a>, LineError>,
     )>;
     let chunks = rec.chunks(1 << 20);
+    // Every core parses chunks (worker w takes chunks w, w+n, ...); the engine consumes them
+    // in recording order on this thread.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let wanted = engine.measurement_filter();
+    let wanted = &wanted;
     std::thread::scope(|s| {
-        let (tx, rx) = mpsc::sync_channel::<Parsed<'_>>(4);
-        s.spawn(move || {
-            for c in chunks {
-                let parsed: Parsed<'_> =
-                    c.entries().map(|e| (e.line, e.db, e.rp, e.point)).collect();
-                if tx.send(parsed).is_err() {
-                    return;
+        let mut receivers = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<(u64, Parsed<'_>)>(2);
+            receivers.push(rx);
+            let mine: Vec<_> = chunks.iter().skip(w).step_by(workers).copied().collect();
+            s.spawn(move || {
+                for c in mine {
+                    // Lines no rule reads are parsed (to report malformed ones) but not sent on.
+                    let mut read = 0u64;
+                    let parsed: Parsed<'_> = c
+                        .entries()
+                        .inspect(|_| read += 1)
+                        .filter(|e| {
+                            e.point
+                                .as_ref()
+                                .map_or(true, |p| wanted.wants(p.measurement.as_str()))
+                        })
+                        .map(|e| (e.line, e.db, e.rp, e.point))
+                        .collect();
+                    if tx.send((read, parsed)).is_err() {
+                        return;
+                    }
                 }
-            }
-        });
-        for batch in rx {
+            });
+        }
+        for i in 0..chunks.len() {
+            let Ok((read, batch)) = receivers[i % workers].recv() else {
+                break;
+            };
+            points_read += read;
             for (line_no, edb, erp, point) in batch {
-                points_read += 1;
                 match point {
                     Ok(p) => {
                         let Some(ts) = p.timestamp else {

@@ -31,6 +31,20 @@ pub fn series_hash(key: &str) -> u64 {
     h.finish()
 }
 
+/// The set of measurements some rule reads.
+#[derive(Debug, Clone)]
+pub struct MeasurementFilter {
+    all: bool,
+    names: rustc_hash::FxHashSet<Box<str>>,
+}
+
+impl MeasurementFilter {
+    /// Does some rule read this measurement?
+    pub fn wants(&self, measurement: &str) -> bool {
+        self.all || self.names.contains(measurement)
+    }
+}
+
 /// All rules, and the routing table from measurement to the rule sources that read it.
 pub struct Engine {
     tasks: Vec<Task>,
@@ -69,6 +83,15 @@ impl Engine {
     /// Does any rule read this measurement? (Lets callers skip work for unread points.)
     pub fn wants(&self, measurement: &str) -> bool {
         !self.any_measurement.is_empty() || self.by_measurement.contains_key(measurement)
+    }
+
+    /// A copy of the routing table's keys that other threads can consult to drop points no rule
+    /// reads before handing them to the engine.
+    pub fn measurement_filter(&self) -> MeasurementFilter {
+        MeasurementFilter {
+            all: !self.any_measurement.is_empty(),
+            names: self.by_measurement.keys().cloned().collect(),
+        }
     }
 
     /// Feeds one point. `db`/`rp` of None match every rule (a recording that names no database).

@@ -1090,6 +1090,8 @@ impl<'s> Parser<'s> {
         let mark = self.scope.len();
         let name = ctl.name();
         let pipe = self.parse_pipeline(&mut cur, name, TK::RDelim)?;
+        // Variables declared in the body are not visible in the else branch.
+        let after_pipe = self.scope.len();
         if ctl == Ctl::Range {
             self.range_depth += 1;
         }
@@ -1103,6 +1105,7 @@ impl<'s> Parser<'s> {
             Stop::Eof => return Err(missing_end()),
             Stop::End { .. } => Vec::new(),
             Stop::Else { pos, mut cur } => {
+                self.scope.truncate(after_pipe);
                 cur.next(); // "else"
                 let t = cur.peek();
                 let kw = if t.k == TK::Ident { self.text(t) } else { "" };
@@ -2066,6 +2069,7 @@ impl<'a> Exec<'a> {
             Value::Int(i) => {
                 let _ = write!(out, "{i}");
             }
+            Value::Float(f) => write_go_float(out, *f),
             v => {
                 let mut p = Printer::new(&self.cx);
                 p.print_arg(out, v, 'v', &Spec::default());
@@ -2743,6 +2747,9 @@ impl<'c> Printer<'c> {
             },
             Value::Int(i) => self.int_verb(out, *i, verb, sp, v),
             Value::Float(f) => match verb {
+                'v' if sp.wid.is_none() && sp.prec.is_none() && !sp.plus && !sp.space => {
+                    write_go_float(out, *f)
+                }
                 'v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F' => fmt_float(out, *f, verb, sp),
                 _ => self.bad_verb(out, v, verb, sp),
             },
@@ -3176,14 +3183,25 @@ fn fmt_float(out: &mut String, f: f64, verb: char, sp: &Spec) {
     }
 }
 
-/// Go's `%v` of a float64: the shortest representation that round-trips,
-/// in exponent form when the decimal exponent is < -4 or >= 21 for JSON but,
-/// for `fmt`, Go's shortest-`%g` rule: exponent < -4 or >= 6, e.g. `91.5`,
-/// `90`, `123456`, `1e+06`, `1e-05`, `1e+21`.
+/// Go's `%v` of a float64 (`fmt`'s shortest `%g`): the shortest digits that
+/// round-trip, in exponent form when the decimal exponent is < -4 or >= 6,
+/// e.g. `91.5`, `90`, `123456`, `1e+06`, `1e-05`, `1e+21`. (The < -6 / >= 21
+/// cut-offs belong to `encoding/json`, see [`json_float`].)
 fn go_float(f: f64) -> String {
     let mut s = String::new();
-    fmt_float(&mut s, f, 'v', &Spec::default());
+    write_go_float(&mut s, f);
     s
+}
+
+/// Appends Go's `%v` of `f` (see [`go_float`]).
+fn write_go_float(out: &mut String, f: f64) {
+    // Fast path: where Go's shortest `%g` uses plain decimal notation (decimal
+    // exponent in [-4, 6)), Rust's shortest `Display` produces the same text.
+    if f == 0.0 || (1e-4..1e6).contains(&f.abs()) {
+        let _ = write!(out, "{f}");
+    } else {
+        fmt_float(out, f, 'v', &Spec::default());
+    }
 }
 
 // -- strings ----------------------------------------------------------------
@@ -3396,18 +3414,19 @@ fn json_float(out: &mut String, f: f64) -> Result<(), String> {
         return Err(format!("json: unsupported value: {}", go_float(f)));
     }
     let abs = f.abs();
+    if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        // Go uses plain decimal notation here, which is Rust's shortest `Display`.
+        let _ = write!(out, "{f}");
+        return Ok(());
+    }
+    // Exponent form, with Go's cleanup of `e-07` to `e-7`.
     let d = dec_shortest(abs);
     let nd = d.d.len() as i32;
-    let body = if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let mut s = fmt_e(&d, (nd - 1).max(0) as usize, false);
-        let n = s.len();
-        if n >= 4 && s.as_bytes()[n - 4] == b'e' && &s[n - 3..n - 1] == "-0" {
-            s.remove(n - 2);
-        }
-        s
-    } else {
-        fmt_f(&d, (nd - d.dp).max(0) as usize)
-    };
+    let mut body = fmt_e(&d, (nd - 1).max(0) as usize, false);
+    let n = body.len();
+    if n >= 4 && body.as_bytes()[n - 4] == b'e' && &body[n - 3..n - 1] == "-0" {
+        body.remove(n - 2);
+    }
     if f.is_sign_negative() {
         out.push('-');
     }
@@ -4279,6 +4298,56 @@ mod tests {
         }
     }
 
+    /// Deterministic pseudo-random floats over many magnitudes.
+    fn sample_floats() -> Vec<f64> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut out = vec![
+            1e-4,
+            1e6,
+            999_999.999_999_9,
+            9.999_999_999_999_999e-5,
+            1e-6,
+            1e21,
+        ];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if f.is_finite() {
+                out.push(f);
+            }
+            // Also values with few digits near the cut-offs.
+            let e = (x % 60) as i32 - 30;
+            out.push(((x >> 20) % 100_000) as f64 * 10f64.powi(e));
+        }
+        out
+    }
+
+    #[test]
+    fn float_fast_paths_agree_with_general_formatting() {
+        for f in sample_floats() {
+            let mut fast = String::new();
+            write_go_float(&mut fast, f);
+            let mut slow = String::new();
+            fmt_float(&mut slow, f, 'v', &Spec::default());
+            assert_eq!(fast, slow, "{f:e}");
+            // Round trip.
+            if !fast.contains("Inf") {
+                assert_eq!(fast.parse::<f64>().unwrap(), f, "{fast}");
+            }
+            let mut j = String::new();
+            json_float(&mut j, f).unwrap();
+            let d = dec_shortest(f.abs());
+            if f != 0.0 && (1e-6..1e21).contains(&f.abs()) {
+                let mut want = String::from(if f < 0.0 { "-" } else { "" });
+                want.push_str(&fmt_f(&d, (d.d.len() as i32 - d.dp).max(0) as usize));
+                assert_eq!(j, want, "{f:e}");
+            }
+            assert_eq!(j.parse::<f64>().unwrap(), f, "{j}");
+        }
+    }
+
     #[test]
     fn go_scalar_formatting() {
         assert_eq!(v(Value::Int(42)), "42");
@@ -4425,6 +4494,9 @@ mod tests {
             ("%6.2f|", f64::INFINITY, "  +Inf|"),
             ("%f", f64::NAN, "NaN"),
             ("%T", 1.5, "float64"),
+            ("% v", 1.5, " 1.5"),
+            ("%8v|", 1.5, "     1.5|"),
+            ("%08v", -1.5, "-00001.5"),
         ];
         for (f, x, want) in cases {
             assert_eq!(pf_ok(f, Value::Float(*x)), *want, "{f} {x}");
@@ -4845,6 +4917,44 @@ mod tests {
         );
         assert_perr("{{ $x = 1 }}", 3, r#"undefined variable "$x""#);
         assert_perr("{{ $x := $x }}", 9, r#"undefined variable "$x""#);
+        assert_perr(
+            "{{ if 1 }}{{ $a := 1 }}{{ else }}{{ $a }}{{ end }}",
+            36,
+            r#"undefined variable "$a""#,
+        );
+        assert_perr(
+            "{{ range .Hosts }}{{ $a := 1 }}{{ else }}{{ $a }}{{ end }}",
+            44,
+            r#"undefined variable "$a""#,
+        );
+        // Pipeline declarations stay visible in else branches.
+        assert_eq!(
+            r("{{ with $a := .Details }}x{{ else }}[{{ $a }}]{{ end }}"),
+            "[]"
+        );
+        assert_eq!(
+            r("{{ if $a := 0 }}x{{ else if $b := 2 }}{{ $a }}{{ $b }}{{ end }}"),
+            "02"
+        );
+    }
+
+    #[test]
+    fn template_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Template>();
+        assert_send_sync::<TemplateError>();
+        assert_send_sync::<RenderReport>();
+    }
+
+    #[test]
+    fn multibyte_text_offsets_and_passthrough() {
+        check(&[
+            ("héllo {{ .Level }} wörld ✓", "héllo CRITICAL wörld ✓"),
+            ("{{ 1. }}", "1"),
+            (r#"a{{"."}}b"#, "a.b"),
+        ]);
+        assert_perr("é{{ nope }}", 5, r#"function "nope" not defined"#);
+        assert_perr("{{ .ID-}}", 6, "bad character U+002D '-'");
     }
 
     // -- control structures ------------------------------------------------------------
