@@ -110,6 +110,29 @@ fn semantic_cases_hold() {
 }
 
 #[test]
+fn seed003_scripts_run_unchanged() {
+    let dir = root().join("tests/seed003");
+    for (rule, data) in [
+        ("disk.tick", "disk.lp"),
+        ("disk_alerta.tick", "disk.lp"),
+        ("kube_components.tick", "kube_components.srpl"),
+    ] {
+        let rule = dir.join(rule);
+        let expect = rule.with_extension("expected.jsonl");
+        let (ok, _, stderr) = run_test(&rule, &dir.join(data), &expect, &[]);
+        assert!(ok, "{} failed:\n{stderr}", rule.display());
+    }
+    // The .srpl recording names databases: points of another database are not read.
+    let (_, _, stderr) = run_test(
+        &dir.join("kube_components.tick"),
+        &dir.join("kube_components.srpl"),
+        &dir.join("kube_components.expected.jsonl"),
+        &[],
+    );
+    assert!(stderr.contains("points read 240, matched 180"), "{stderr}");
+}
+
+#[test]
 fn a_wrong_expectation_fails_with_a_readable_diff() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();

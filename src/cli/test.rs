@@ -270,8 +270,13 @@ pub fn run(args: &TestArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    if args.expect.is_none() || args.format == Format::Json || !out.is_empty() {
-        print!("{out}");
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        // A closed pipe (`alertd test ... | head`) is not an error worth reporting.
+        let _ = stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush());
     }
 
     let mut code = ExitCode::SUCCESS;

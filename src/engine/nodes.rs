@@ -340,11 +340,17 @@ impl WindowRt {
             if spec.align {
                 st.next_emit = truncate(st.next_emit, spec.every);
             }
-            // Tumbling windows hold nothing of the emitted window afterwards.
+            // Tumbling windows hold nothing of the emitted window afterwards; give the memory
+            // back so an idle group keeps only what it buffers.
             if spec.period <= spec.every {
-                st.buf.clear();
+                st.buf = VecDeque::new();
+            } else {
+                st.buf.shrink_to(st.buf.len() * 2);
             }
             out.push(Msg::Batch(b));
+        }
+        if st.buf.capacity() == 0 {
+            st.buf.reserve_exact(1);
         }
         st.buf.push_back(p);
     }

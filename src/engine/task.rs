@@ -83,7 +83,8 @@ impl GroupTable {
             return (g, false);
         }
         let (id, tags, name) = make();
-        let key: Arc<str> = key.into();
+        // The key is the id string for ungrouped-by-measurement groups: share it.
+        let key: Arc<str> = if &*id == key { id.clone() } else { key.into() };
         let entry = GroupEntry {
             id,
             tags,
