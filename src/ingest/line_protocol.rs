@@ -11,7 +11,12 @@
 //! only when they contain a backslash escape. Lines without `\` or `"` (nearly every
 //! line Telegraf sends) take a fast path that scans each byte about once and parses
 //! numbers while it scans; everything else, and every error, goes through the general
-//! parser, so error positions and messages come from one place.
+//! parser, so error positions and messages come from one place. In debug builds (tests,
+//! fuzzing) every line the fast path accepts is parsed again by the general parser and
+//! the two results must match, which makes debug-build parsing about twice as slow.
+//!
+//! Errors carry the physical line and byte column where the problem was found; one bad
+//! line never affects the others (InfluxDB's partial-write behaviour).
 //!
 //! Escaping rules, as InfluxDB documents them:
 //! - measurement: `\,` and `\ `;
@@ -466,6 +471,12 @@ impl FromStr for Precision {
 /// Leading spaces and tabs and trailing whitespace (a `\r\n` included) are ignored.
 /// The line is parsed as written: comments and blank lines are the business of
 /// [`parse_lines`], and here give errors.
+///
+/// # Errors
+///
+/// A [`LineError`] naming the first problem found and its position: the physical line
+/// (`line_no` plus any newlines inside string values before it) and the 1-based byte
+/// column within that line.
 pub fn parse_line(line: &str, line_no: usize) -> Result<ParsedLine<'_>, LineError> {
     let plain = memchr2(b'\\', b'"', line.as_bytes()).is_none();
     parse_record(line, line_no, plain)
@@ -691,9 +702,11 @@ impl<'a> Splitter<'a> {
 /// (whose newlines belong to the value) or escapes. Returns `(end, next)`: the record is
 /// `start..end`, the next one starts at `next`.
 ///
-/// This follows the parser's structure (series key, then `key=value` fields, then the
-/// timestamp) only far enough to know which double quotes open a string value; for valid
-/// lines it agrees with the parser, for invalid ones it only needs to end somewhere.
+/// Only double quotes matter: a newline ends the record unless it is inside a string
+/// field value, and a string value is a `"` right after an `=` that no backslash escapes,
+/// past the series key (which ends at the first unescaped space). For valid lines that is
+/// exactly where the parser finds string values; for invalid ones the record only needs
+/// to end somewhere, and the parser reports the error.
 fn split_slow(b: &[u8], start: usize) -> (usize, usize) {
     let n = b.len();
     let at_newline = |i: usize| (i, i + 1);
@@ -703,93 +716,56 @@ fn split_slow(b: &[u8], start: usize) -> (usize, usize) {
     }
     // Series key: up to the first space not escaped by a backslash.
     loop {
-        if i >= n {
+        i = find3(b, i, n, b' ', b'\n', b'\\');
+        if i == n {
             return (n, n);
         }
         match b[i] {
+            b' ' => break,
             b'\n' => return at_newline(i),
-            b'\\' => {
+            _ => {
                 i += if i + 1 < n && is_key_escapable(b[i + 1]) {
                     2
                 } else {
                     1
                 }
             }
-            b' ' => break,
-            _ => i += 1,
         }
     }
-    while i < n && b[i] == b' ' {
-        i += 1;
-    }
-    // Field set.
-    'fields: loop {
-        // Key: up to an unescaped '='.
-        loop {
-            if i >= n {
-                return (n, n);
-            }
-            match b[i] {
-                b'\n' => return at_newline(i),
-                b'\\' => {
-                    i += if i + 1 < n && is_key_escapable(b[i + 1]) {
-                        2
-                    } else {
-                        1
-                    }
-                }
-                b'=' => {
-                    i += 1;
-                    break;
-                }
-                b',' => i += 1,
-                b' ' => break 'fields,
-                _ => i += 1,
+    // Field set and timestamp.
+    loop {
+        let Some(k) = memchr2(b'\n', b'"', &b[i..]) else {
+            return (n, n);
+        };
+        let quote = i + k;
+        if b[quote] == b'\n' {
+            return at_newline(quote);
+        }
+        i = quote + 1;
+        // A backslash before '=' always escapes it (a backslash is never escaped there).
+        if !(quote >= start + 2 && b[quote - 1] == b'=' && b[quote - 2] != b'\\') {
+            continue;
+        }
+        let closed = find_string_end(b, quote + 1, n.min(quote + 1 + STRING_SCAN_WINDOW))
+            .map(|(close, _)| close + 1)
+            // A string spanning lines that is not followed by what may follow a value
+            // is more likely a stray quote that met the next line's opening quote.
+            .filter(|&after| {
+                after == n
+                    || matches!(b[after], b',' | b' ' | b'\t' | b'\r' | b'\n')
+                    || memchr(b'\n', &b[quote..after]).is_none()
+            });
+        match closed {
+            Some(after) => i = after,
+            None => {
+                // Unterminated: end the record at the first newline after the quote
+                // so that one stray quote does not swallow the rest of the input.
+                return match memchr(b'\n', &b[quote..]) {
+                    Some(k) => at_newline(quote + k),
+                    None => (n, n),
+                };
             }
         }
-        if i < n && b[i] == b'"' {
-            let quote = i;
-            let closed = find_string_end(b, i + 1, n.min(i + 1 + STRING_SCAN_WINDOW))
-                .map(|(close, _)| close + 1)
-                // A string spanning lines that is not followed by what may follow a value
-                // is more likely a stray quote that met the next line's opening quote.
-                .filter(|&after| {
-                    after == n
-                        || matches!(b[after], b',' | b' ' | b'\t' | b'\r' | b'\n')
-                        || memchr(b'\n', &b[quote..after]).is_none()
-                });
-            match closed {
-                Some(after) => i = after,
-                None => {
-                    // Unterminated: end the record at the first newline after the quote
-                    // so that one stray quote does not swallow the rest of the input.
-                    return match memchr(b'\n', &b[quote..]) {
-                        Some(k) => at_newline(quote + k),
-                        None => (n, n),
-                    };
-                }
-            }
-        }
-        // Rest of the value.
-        loop {
-            if i >= n {
-                return (n, n);
-            }
-            match b[i] {
-                b'\n' => return at_newline(i),
-                b',' => {
-                    i += 1;
-                    continue 'fields;
-                }
-                b' ' => break 'fields,
-                _ => i += 1,
-            }
-        }
-    }
-    // Timestamp and anything after it: up to the newline.
-    match memchr(b'\n', &b[i..]) {
-        Some(k) => at_newline(i + k),
-        None => (n, n),
     }
 }
 
@@ -974,6 +950,77 @@ fn parse_bool(s: &[u8]) -> Option<bool> {
     }
 }
 
+// Byte scanning, eight bytes at a time (SWAR) without unsafe code.
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Marks (high bit set) the bytes of `w` equal to `c`. Bytes above a true match may
+/// be marked falsely, so only the lowest mark is meaningful.
+#[inline(always)]
+fn marks(w: u64, c: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(c));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+#[inline(always)]
+fn word(b: &[u8], i: usize) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Index of the first `c1` or `c2` in `b[i..end]`, or `end`; eight bytes at a time.
+#[inline(always)]
+fn find2(b: &[u8], mut i: usize, end: usize, c1: u8, c2: u8) -> usize {
+    while i + 8 <= end {
+        let w = word(b, i);
+        let m = marks(w, c1) | marks(w, c2);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end && b[i] != c1 && b[i] != c2 {
+        i += 1;
+    }
+    i
+}
+
+/// Index of the first `c1`, `c2` or `c3` in `b[i..end]`, or `end`.
+#[inline(always)]
+fn find3(b: &[u8], mut i: usize, end: usize, c1: u8, c2: u8, c3: u8) -> usize {
+    while i + 8 <= end {
+        let w = word(b, i);
+        let m = marks(w, c1) | marks(w, c2) | marks(w, c3);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end && b[i] != c1 && b[i] != c2 && b[i] != c3 {
+        i += 1;
+    }
+    i
+}
+
+/// Index of the first `c1`, `c2`, `c3` or `c4` in `b[i..end]`, or `end`.
+#[inline(always)]
+fn find4(b: &[u8], mut i: usize, end: usize, c1: u8, c2: u8, c3: u8, c4: u8) -> usize {
+    while i + 8 <= end {
+        let w = word(b, i);
+        let m = marks(w, c1) | marks(w, c2) | marks(w, c3) | marks(w, c4);
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < end && b[i] != c1 && b[i] != c2 && b[i] != c3 && b[i] != c4 {
+        i += 1;
+    }
+    i
+}
+
 /// The fast path: lines without backslashes or double quotes, so every delimiter is
 /// structural. Returns `None` for anything unusual, including every error; the general
 /// parser then handles the line (and produces the error message).
@@ -984,17 +1031,13 @@ mod fast {
     pub(super) fn parse(line: &str) -> Option<ParsedLine<'_>> {
         let b = line.as_bytes();
         let n = b.len();
-        if b.first() == Some(&b'\t') {
+        if matches!(b.first(), None | Some(b' ' | b'\t' | b',')) {
             return None;
         }
-        let sp = memchr(b' ', b)?;
 
-        // Measurement.
-        let mut i = 0;
-        while i < sp && b[i] != b',' {
-            i += 1;
-        }
-        if i == 0 {
+        // Measurement: up to the first ',' or ' '.
+        let mut i = find2(b, 0, n, b',', b' ');
+        if i == n {
             return None;
         }
         let measurement = EscStr::Borrowed(&line[..i]);
@@ -1002,24 +1045,15 @@ mod fast {
         // Tags.
         let mut tags: SmallVec<[(EscStr<'_>, EscStr<'_>); 8]> = SmallVec::new();
         let mut sorted = true;
-        while i < sp {
+        while b[i] == b',' {
             let ks = i + 1;
-            let mut j = ks;
-            while j < sp && b[j] != b'=' && b[j] != b',' {
-                j += 1;
-            }
-            if j == ks || j == sp || b[j] != b'=' {
+            let j = find3(b, ks, n, b'=', b',', b' ');
+            if j == ks || j == n || b[j] != b'=' {
                 return None;
             }
             let vs = j + 1;
-            let mut k = vs;
-            while k < sp && b[k] != b',' {
-                if b[k] == b'=' {
-                    return None;
-                }
-                k += 1;
-            }
-            if k == vs {
+            let k = find3(b, vs, n, b',', b' ', b'=');
+            if k == vs || k == n || b[k] == b'=' {
                 return None;
             }
             let key = &line[ks..j];
@@ -1036,19 +1070,15 @@ mod fast {
             tags.push((EscStr::Borrowed(key), EscStr::Borrowed(&line[vs..k])));
             i = k;
         }
+        let sp = i;
 
         // Fields.
         let mut fields: SmallVec<[(EscStr<'_>, FieldValue<'_>); 8]> = SmallVec::new();
         let mut i = sp + 1;
         loop {
             let ks = i;
-            while i < n && b[i] != b'=' {
-                if b[i] == b',' || b[i] == b' ' {
-                    return None;
-                }
-                i += 1;
-            }
-            if i == ks || i == n {
+            i = find3(b, ks, n, b'=', b',', b' ');
+            if i == ks || i == n || b[i] != b'=' {
                 return None;
             }
             let key = &line[ks..i];
@@ -1083,23 +1113,56 @@ mod fast {
 
     /// Parses `-?[0-9]{1,19}` filling all of `s`, as an `i64`.
     #[inline]
-    fn int_token(s: &[u8]) -> Option<i64> {
-        let (neg, digits) = match s.split_first() {
-            Some((b'-', rest)) => (true, rest),
-            _ => (false, s),
-        };
-        if digits.is_empty() || digits.len() > 19 {
+    pub(super) fn int_token(s: &[u8]) -> Option<i64> {
+        let neg = s.first() == Some(&b'-');
+        let start = usize::from(neg);
+        let (m, end) = digits(s, start, s.len(), 0);
+        if end != s.len() || end == start || end - start > 19 {
             return None;
         }
-        let mut m: u64 = 0;
-        for &c in digits {
-            let d = c.wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            m = m * 10 + u64::from(d);
-        }
         signed(neg, m)
+    }
+
+    /// Reads the ASCII digits of `b[i..end]` into `m`, returning the new value and the
+    /// index after the last digit. Runs of eight digits are converted at once. The value
+    /// wraps on overflow: callers bound the number of digits.
+    #[inline(always)]
+    fn digits(b: &[u8], mut i: usize, end: usize, mut m: u64) -> (u64, usize) {
+        const NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+        const ZEROS: u64 = 0x3030_3030_3030_3030;
+        while i + 8 <= end {
+            let w = word(b, i);
+            // Every byte is 0x30..=0x39: high nibble 3, and still 3 after adding 6.
+            if w & NIBBLES != ZEROS || w.wrapping_add(0x0606_0606_0606_0606) & NIBBLES != ZEROS {
+                break;
+            }
+            m = m
+                .wrapping_mul(100_000_000)
+                .wrapping_add(eight_digits(w - ZEROS));
+            i += 8;
+        }
+        while i < end {
+            let d = b[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        (m, i)
+    }
+
+    /// The number written by eight digit values (0..=9) packed in `x`, first digit in the
+    /// lowest byte: adjacent digits are paired, then pairs combined with one multiply.
+    #[inline(always)]
+    fn eight_digits(x: u64) -> u64 {
+        // Even bytes now hold two-digit numbers: d0d1, d2d3, d4d5, d6d7.
+        let x = x.wrapping_mul(10).wrapping_add(x >> 8);
+        const MASK: u64 = 0x0000_00ff_0000_00ff;
+        // The high halves collect d0d1 * 10^6 + d4d5 * 10^2 and d2d3 * 10^4 + d6d7.
+        let a = (x & MASK).wrapping_mul(100 + (1_000_000 << 32));
+        let b = ((x >> 16) & MASK).wrapping_mul(1 + (10_000 << 32));
+        a.wrapping_add(b) >> 32
     }
 
     /// Applies a sign to a magnitude, if the result fits.
@@ -1123,22 +1186,15 @@ mod fast {
 
     /// Parses the value starting at `start` (after `key=`), returning it and the index
     /// of the delimiter (or end of line) after it. Numbers are parsed while scanning.
+    /// Returns `None` for strings, invalid values and numbers it cannot do exactly; the
+    /// general parser also uses it, falling back to the exact parser on `None`.
     #[inline]
-    fn value(line: &str, start: usize) -> Option<(FieldValue<'_>, usize)> {
+    pub(super) fn value(line: &str, start: usize) -> Option<(FieldValue<'_>, usize)> {
         let b = line.as_bytes();
         let n = b.len();
         let neg = start < n && b[start] == b'-';
         let ds = start + usize::from(neg);
-        let mut i = ds;
-        let mut m: u64 = 0;
-        while i < n {
-            let d = b[i].wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-            i += 1;
-        }
+        let (mut m, mut i) = digits(b, ds, n, 0);
         let int_digits = i - ds;
         // End of line acts as a delimiter.
         let next = if i < n { b[i] } else { b' ' };
@@ -1169,16 +1225,8 @@ mod fast {
                 }
             }
             b'.' => {
-                i += 1;
-                let fs = i;
-                while i < n {
-                    let d = b[i].wrapping_sub(b'0');
-                    if d > 9 {
-                        break;
-                    }
-                    m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-                    i += 1;
-                }
+                let fs = i + 1;
+                (m, i) = digits(b, fs, n, m);
                 let frac_digits = i - fs;
                 let digits = int_digits + frac_digits;
                 if digits == 0 {
@@ -1239,17 +1287,16 @@ mod general {
         end: usize,
         line_no: usize,
     ) -> Result<ParsedLine<'_>, LineError> {
+        if end > MAX_LINE_BYTES {
+            let kind = LineErrorKind::LineTooLong {
+                len: end,
+                max: MAX_LINE_BYTES,
+            };
+            return Err(error_at(line.as_bytes(), line_no, MAX_LINE_BYTES, kind));
+        }
+        let line = &line[..end];
         let b = line.as_bytes();
         let fail = |offset: usize, kind: LineErrorKind| Err(error_at(b, line_no, offset, kind));
-        if end > MAX_LINE_BYTES {
-            return fail(
-                MAX_LINE_BYTES,
-                LineErrorKind::LineTooLong {
-                    len: end,
-                    max: MAX_LINE_BYTES,
-                },
-            );
-        }
         let mut i = 0;
         while i < end && (b[i] == b' ' || b[i] == b'\t') {
             i += 1;
@@ -1258,14 +1305,16 @@ mod general {
 
         // Measurement: up to an unescaped ',' or ' '.
         let mut escaped = false;
-        while i < end {
-            match b[i] {
-                b'\\' if i + 1 < end && is_measurement_escapable(b[i + 1]) => {
-                    escaped = true;
-                    i += 2;
-                }
-                b',' | b' ' => break,
-                _ => i += 1,
+        loop {
+            i = find3(b, i, end, b',', b' ', b'\\');
+            if i == end || b[i] != b'\\' {
+                break;
+            }
+            if i + 1 < end && is_measurement_escapable(b[i + 1]) {
+                escaped = true;
+                i += 2;
+            } else {
+                i += 1;
             }
         }
         if i == series_start {
@@ -1289,7 +1338,11 @@ mod general {
             let mut j = vs;
             let mut escaped = false;
             let mut equals = None;
-            while j < end {
+            loop {
+                j = find4(b, j, end, b',', b' ', b'=', b'\\');
+                if j == end {
+                    break;
+                }
                 match b[j] {
                     b'\\' if j + 1 < end && is_key_escapable(b[j + 1]) => {
                         escaped = true;
@@ -1372,6 +1425,12 @@ mod general {
                     );
                 }
                 value = FieldValue::Str(s);
+            } else if let Some((v, ve)) = fast::value(line, vs) {
+                // The fast number parser accepts only valid values, and agrees with
+                // `scalar` on them.
+                debug_assert_eq!(scalar(&line[vs..ve]).ok().as_ref(), Some(&v));
+                value = v;
+                i = ve;
             } else {
                 let ve = token_end(b, vs, end);
                 value = match scalar(&line[vs..ve]) {
@@ -1405,6 +1464,9 @@ mod general {
         }
         let timestamp = if i == end {
             None
+        } else if let Some(v) = fast::int_token(&b[i..end]) {
+            // The usual case: the timestamp is the rest of the line.
+            Some(v)
         } else {
             let ts = i;
             while i < end && b[i] != b' ' && b[i] != b'\t' {
@@ -1458,17 +1520,18 @@ mod general {
     #[inline]
     fn scan_key(b: &[u8], mut i: usize, end: usize) -> (usize, bool) {
         let mut escaped = false;
-        while i < end {
-            match b[i] {
-                b'\\' if i + 1 < end && is_key_escapable(b[i + 1]) => {
-                    escaped = true;
-                    i += 2;
-                }
-                b'=' | b',' | b' ' => break,
-                _ => i += 1,
+        loop {
+            i = find4(b, i, end, b'=', b',', b' ', b'\\');
+            if i == end || b[i] != b'\\' {
+                return (i, escaped);
+            }
+            if i + 1 < end && is_key_escapable(b[i + 1]) {
+                escaped = true;
+                i += 2;
+            } else {
+                i += 1;
             }
         }
-        (i, escaped)
     }
 
     /// End of an unquoted field value: the next `,` or space.
@@ -1481,6 +1544,7 @@ mod general {
     }
 
     /// `line[start..end]`, borrowed, or unescaped into a copy if `escaped`.
+    #[inline(always)]
     fn unescaped(
         line: &str,
         start: usize,
@@ -1489,25 +1553,37 @@ mod general {
         escapable: fn(u8) -> bool,
     ) -> EscStr<'_> {
         let s = &line[start..end];
-        if !escaped {
-            return EscStr::Borrowed(s);
+        if escaped {
+            EscStr::Owned(unescape(s, escapable))
+        } else {
+            EscStr::Borrowed(s)
         }
+    }
+
+    /// `s` with each backslash that precedes an `escapable` character removed.
+    fn unescape(s: &str, escapable: fn(u8) -> bool) -> Box<str> {
         let b = s.as_bytes();
-        let mut out = String::with_capacity(s.len());
-        let mut copied = 0;
+        // Backslashes to drop, found first so that the copy is allocated at its exact
+        // size (a `Box<str>` built from a larger `String` would reallocate).
+        let mut cuts: SmallVec<[usize; 8]> = SmallVec::new();
         let mut i = 0;
         while let Some(k) = memchr(b'\\', &b[i..]) {
             let p = i + k;
             if p + 1 < b.len() && escapable(b[p + 1]) {
-                out.push_str(&s[copied..p]);
-                copied = p + 1; // keep the escaped character
+                cuts.push(p);
                 i = p + 2;
             } else {
                 i = p + 1;
             }
         }
+        let mut out = String::with_capacity(s.len() - cuts.len());
+        let mut copied = 0;
+        for p in cuts {
+            out.push_str(&s[copied..p]);
+            copied = p + 1; // keep the escaped character
+        }
         out.push_str(&s[copied..]);
-        EscStr::Owned(out.into_boxed_str())
+        out.into_boxed_str()
     }
 
     /// Parses an unquoted field value. `Err(true)` means out of range, `Err(false)`
@@ -1794,6 +1870,13 @@ mod tests {
         assert_eq!(ok("m v=1   ").timestamp, None);
         assert_eq!(ok("m v=1 -5").timestamp, Some(-5));
         assert_eq!(ok("m v=1 0000000001").timestamp, Some(1));
+        assert_eq!(ok("m v=1 0000000000000000001").timestamp, Some(1));
+        assert_eq!(ok("m v=1 -00000000000000000000001").timestamp, Some(-1));
+        assert_eq!(
+            ok("m v=1 1234567812345678").timestamp,
+            Some(1234567812345678)
+        );
+        assert_eq!(ok("m v=1 98765432").timestamp, Some(98765432));
         assert_eq!(ok("m v=1   17  ").timestamp, Some(17));
         assert_eq!(ok("m v=1 9223372036854775807").timestamp, Some(i64::MAX));
         assert_eq!(ok("m v=1 -9223372036854775808").timestamp, Some(i64::MIN));
@@ -2308,6 +2391,153 @@ mod tests {
 
         fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
+        }
+    }
+
+    /// A random name: never empty, never ending in a backslash (which the format cannot
+    /// express before a delimiter), never starting with `#` or a blank.
+    fn random_name(rng: &mut XorShift) -> String {
+        const CHARS: [&str; 14] = [
+            "a", "b", "z", ",", "=", " ", "\\", "\"", "#", "\t", "é", "€", "1", "_",
+        ];
+        loop {
+            let len = 1 + rng.below(6);
+            let name: String = (0..len).map(|_| CHARS[rng.below(CHARS.len())]).collect();
+            if !name.ends_with('\\') && !name.starts_with(['#', ' ', '\t']) {
+                return name;
+            }
+        }
+    }
+
+    /// Escapes a name: ',' and ' ', and '=' too if `equals`.
+    fn escape_name(name: &str, equals: bool) -> String {
+        let mut out = String::new();
+        for c in name.chars() {
+            if c == ',' || c == ' ' || (equals && c == '=') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    fn random_value(rng: &mut XorShift) -> (FieldValue<'static>, String) {
+        match rng.below(6) {
+            0 => loop {
+                let v = f64::from_bits(rng.next());
+                if v.is_finite() {
+                    let text = if rng.below(2) == 0 {
+                        format!("{v}")
+                    } else {
+                        format!("{v:?}")
+                    };
+                    return (FieldValue::Float(v), text);
+                }
+            },
+            1 => {
+                let v = (rng.next() as i64) >> rng.below(64);
+                (FieldValue::Int(v), format!("{v}i"))
+            }
+            2 => {
+                let v = rng.next() >> rng.below(64);
+                (FieldValue::UInt(v), format!("{v}u"))
+            }
+            3 => {
+                let (v, text) = [(true, "t"), (false, "FALSE"), (true, "True")][rng.below(3)];
+                (FieldValue::Bool(v), text.to_owned())
+            }
+            4 => {
+                let v = (rng.next() % 100_000) as f64 / 1000.0;
+                (FieldValue::Float(v), format!("{v}"))
+            }
+            _ => {
+                const CHARS: [&str; 10] = ["a", " ", ",", "=", "\n", "\"", "\\", "\r\n", "é", "x"];
+                let len = rng.below(8);
+                let v: String = (0..len).map(|_| CHARS[rng.below(CHARS.len())]).collect();
+                let text = format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+                (FieldValue::Str(v.into()), text)
+            }
+        }
+    }
+
+    /// Random valid points, written with every kind of escape, parse back to themselves
+    /// with the right physical line numbers.
+    #[test]
+    fn generated_points_round_trip() {
+        let mut rng = XorShift(0x0bad_5eed_1234_5678);
+        for round in 0..1000 {
+            let mut text = String::new();
+            let mut line_no = 1;
+            let mut expected = Vec::new();
+            for _ in 0..1 + rng.below(20) {
+                match rng.below(8) {
+                    0 => {
+                        text.push_str("# a comment, \"with a quote\n");
+                        line_no += 1;
+                        continue;
+                    }
+                    1 => {
+                        text.push_str(" \t\r\n");
+                        line_no += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+                let measurement = random_name(&mut rng);
+                let mut tags: Vec<(String, String)> = Vec::new();
+                for _ in 0..rng.below(5) {
+                    let key = random_name(&mut rng);
+                    if tags.iter().all(|(k, _)| *k != key) {
+                        tags.push((key, random_name(&mut rng)));
+                    }
+                }
+                let mut fields = Vec::new();
+                for _ in 0..1 + rng.below(12) {
+                    let (value, value_text) = random_value(&mut rng);
+                    fields.push((random_name(&mut rng), value, value_text));
+                }
+                let timestamp = match rng.below(3) {
+                    0 => None,
+                    _ => Some((rng.next() as i64) >> rng.below(64)),
+                };
+                let mut line = escape_name(&measurement, false);
+                for (k, v) in &tags {
+                    line.push_str(&format!(
+                        ",{}={}",
+                        escape_name(k, true),
+                        escape_name(v, true)
+                    ));
+                }
+                line.push(' ');
+                let field_text: Vec<String> = fields
+                    .iter()
+                    .map(|(k, _, v)| format!("{}={v}", escape_name(k, true)))
+                    .collect();
+                line.push_str(&field_text.join(","));
+                if let Some(ts) = timestamp {
+                    line.push_str(&format!(" {ts}"));
+                }
+                line.push_str(["\n", "\r\n", "  \n"][rng.below(3)]);
+                expected.push((line_no, measurement, tags, fields, timestamp));
+                line_no += line.matches('\n').count();
+                text.push_str(&line);
+            }
+            let got: Vec<_> = parse_lines(&text).collect();
+            assert_eq!(got.len(), expected.len(), "round {round}: {text:?}");
+            for ((n, result), (want_n, m, want_tags, fields, ts)) in got.iter().zip(&expected) {
+                let p = result
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("round {round}: {e} in {text:?}"));
+                assert_eq!(n, want_n, "round {round}: {text:?}");
+                assert_eq!(p.measurement, m.as_str());
+                assert_eq!(tags(p), *want_tags);
+                assert_eq!(p.fields.len(), fields.len());
+                for ((k, v), (want_k, want_v, _)) in p.fields.iter().zip(fields) {
+                    assert_eq!(k, want_k.as_str());
+                    assert_eq!(v, want_v);
+                }
+                assert_eq!(p.timestamp, *ts);
+            }
         }
     }
 

@@ -134,6 +134,12 @@ impl<'a> Chunk<'a> {
 impl Recording {
     /// Reads a recording, decompressing it if it starts with the gzip magic bytes. The
     /// format comes from the file name (see [`RecordingFormat::from_path`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RecordingError`] if the file cannot be read, is not valid gzip although it
+    /// starts like gzip, or is not UTF-8 (once decompressed). Bad points are not errors
+    /// here: [`Recording::entries`] reports them one by one.
     pub fn open(path: &Path) -> Result<Recording, RecordingError> {
         let raw = fs::read(path).map_err(|source| RecordingError::Io {
             path: path.to_owned(),
