@@ -2,9 +2,13 @@
 //!
 //! Data flows through the modules in this order: [`ingest`] parses what agents push, [`rules`]
 //! turns rule scripts into checked pipeline plans, [`engine`] runs them over points and produces
-//! alert events; [`cli`] holds the offline tools (`alertd check`, `alertd test`).
+//! alert events; [`storage`] keeps them in SQLite; [`service`] is `alertd run` (HTTP edge,
+//! engine thread, metrics); [`cli`] holds the offline tools (`alertd check`, `alertd test`).
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod ingest;
 pub mod rules;
+pub mod service;
+pub mod storage;

@@ -19,6 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service (with no --config: listen on 127.0.0.1:9092, database ./data/alertd.db,
+    /// rules from ./rules, receivers from ./receivers).
+    Run {
+        /// Configuration file (TOML); see docs/configuration.md.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate rule files (directories are searched for *.tick); exit 1 on any error.
     Check {
         /// Files or directories (default: ./rules).
@@ -32,14 +39,35 @@ fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ALERTD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_level())),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Run { config } => {
+            let cfg = match &config {
+                Some(path) => alertd::config::Config::load(path)?,
+                None => alertd::config::Config::default(),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(alertd::service::run(cfg, config))?;
+            ExitCode::SUCCESS
+        }
         Command::Check { paths } => cli::check::run(&paths)?,
         Command::Test(args) => cli::test::run(&args)?,
     };
     Ok(code)
+}
+
+/// `alertd run` logs at info; the offline tools only warn.
+fn default_log_level() -> &'static str {
+    if std::env::args().nth(1).as_deref() == Some("run") {
+        "info"
+    } else {
+        "warn"
+    }
 }

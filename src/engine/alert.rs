@@ -280,8 +280,39 @@ impl AlertRt {
         Level::Ok
     }
 
+    /// Creates a group's state on first sight, resuming from a restored state if there is one.
+    fn ensure(&mut self, g: GroupId, ctx: &mut Ctx) {
+        if self.states.get(g).is_some() || ctx.restored.is_empty() {
+            return;
+        }
+        let key = (self.node.clone(), ctx.group_id(g));
+        if let Some(r) = ctx.restored.remove(&key) {
+            let st = self.state(g);
+            st.history.fill(r.level);
+            st.last_event_level = r.level;
+            st.first_triggered = r.first_triggered;
+            st.last_triggered = r.last_event;
+        }
+    }
+
+    /// Appends (node, group id, state) of every group with state.
+    pub(crate) fn export(&self, ctx: &Ctx, out: &mut Vec<(String, String, super::task::Restored)>) {
+        for (g, st) in self.states.iter() {
+            out.push((
+                self.node.to_string(),
+                ctx.group_id(g).to_string(),
+                super::task::Restored {
+                    level: st.last_event_level,
+                    first_triggered: st.first_triggered,
+                    last_event: st.last_triggered,
+                },
+            ));
+        }
+    }
+
     fn point(&mut self, mut p: Point, ctx: &mut Ctx, out: &mut Out) {
         let g = p.group;
+        self.ensure(g, ctx);
         let current = self.state(g).current();
         let mut lstates = std::mem::take(&mut self.state(g).lambda_states);
         let level = self.determine_level(&p, current, &mut lstates, ctx);
@@ -327,6 +358,7 @@ impl AlertRt {
             return;
         }
         let g = b.group;
+        self.ensure(g, ctx);
         let current = self.state(g).current();
         let mut lstates = std::mem::take(&mut self.state(g).lambda_states);
         let mut lowest = Level::Critical;
@@ -510,7 +542,7 @@ struct DeadmanGroup {
 
 pub(crate) struct DeadmanRt {
     interval: i64,
-    alert: AlertRt,
+    pub(crate) alert: AlertRt,
     groups: GroupVec<DeadmanGroup>,
     next_tick: i64,
     emitted: Name,

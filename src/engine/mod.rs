@@ -39,6 +39,14 @@ pub struct MeasurementFilter {
 }
 
 impl MeasurementFilter {
+    /// A filter that lets every measurement through.
+    pub fn everything() -> MeasurementFilter {
+        MeasurementFilter {
+            all: true,
+            names: Default::default(),
+        }
+    }
+
     /// Does some rule read this measurement?
     pub fn wants(&self, measurement: &str) -> bool {
         self.all || self.names.contains(measurement)
@@ -55,7 +63,21 @@ pub struct Engine {
 impl Engine {
     /// Instantiates the rules.
     pub fn new(plans: Vec<Arc<TaskPlan>>, cfg: &TaskConfig) -> Engine {
-        let tasks: Vec<Task> = plans.into_iter().map(|p| Task::new(p, cfg)).collect();
+        Engine::from_tasks(plans.into_iter().map(|p| Task::new(p, cfg)).collect())
+    }
+
+    /// Takes the running tasks out (to carry unchanged ones across a reload).
+    pub fn into_tasks(self) -> Vec<Task> {
+        self.tasks
+    }
+
+    /// Mutable access to the tasks (restoring state, wall-clock checks).
+    pub fn tasks_mut(&mut self) -> &mut [Task] {
+        &mut self.tasks
+    }
+
+    /// Builds the routing table over already running tasks.
+    pub fn from_tasks(tasks: Vec<Task>) -> Engine {
         let mut by_measurement: FxHashMap<Box<str>, SmallVec<[(u32, u32); 4]>> =
             FxHashMap::default();
         let mut any_measurement = Vec::new();
@@ -128,6 +150,16 @@ impl Engine {
     pub fn advance(&mut self, now: i64) {
         for t in &mut self.tasks {
             t.advance(now);
+        }
+    }
+
+    /// Wall-clock housekeeping of a running service: every rule's clock moves to at least
+    /// `now - grace` (deadman checks, group expiry) and windows of groups silent past their end
+    /// plus `grace` are emitted.
+    pub fn wall_tick(&mut self, now: i64, grace: i64) {
+        for t in &mut self.tasks {
+            t.advance(now.saturating_sub(grace));
+            t.close_idle_windows(now.saturating_sub(grace));
         }
     }
 

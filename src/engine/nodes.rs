@@ -177,6 +177,12 @@ impl RNode {
         }
     }
 
+    pub(crate) fn close_idle(&mut self, cutoff: i64, ctx: &mut Ctx, out: &mut Out) {
+        if let RNode::Window(w) = self {
+            w.close_idle(cutoff, ctx, out);
+        }
+    }
+
     pub(crate) fn state_bytes(&self) -> usize {
         match self {
             RNode::Window(w) => {
@@ -380,6 +386,32 @@ impl WindowRt {
                 group,
                 points: st.buf.iter().cloned().collect(),
             }));
+        }
+    }
+
+    /// Emits, and forgets, the windows that ended before `cutoff` without a newer point to close
+    /// them. The group's next point starts a fresh window.
+    fn close_idle(&mut self, cutoff: i64, ctx: &mut Ctx, out: &mut Out) {
+        if self.spec.period_count > 0 || self.spec.every == 0 {
+            return;
+        }
+        let due: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, st)| st.next_emit <= cutoff && !st.buf.is_empty())
+            .map(|(g, _)| g)
+            .collect();
+        for g in due {
+            if let Some(mut st) = self.groups.remove(g) {
+                let end = st.next_emit;
+                let oldest = end - self.spec.period;
+                while st.buf.front().is_some_and(|q| q.time < oldest) {
+                    st.buf.pop_front();
+                }
+                if !st.buf.is_empty() {
+                    out.push(Msg::Batch(batch_of(&st, end, ctx)));
+                }
+            }
         }
     }
 

@@ -152,6 +152,19 @@ pub(crate) struct Ctx {
     pub stats: TaskStats,
     pub events: Vec<AlertEvent>,
     pub clock: i64,
+    /// Alert states to resume from, by (alert node, group id), taken when the group appears.
+    pub restored: FxHashMap<(Arc<str>, Arc<str>), Restored>,
+}
+
+/// The state an alert resumes from after a restart or a rule change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Restored {
+    /// Level of its last event.
+    pub level: crate::rules::plan::Level,
+    /// When it left OK (Unix ns).
+    pub first_triggered: i64,
+    /// Time of its last event (Unix ns).
+    pub last_event: i64,
 }
 
 impl Ctx {
@@ -349,6 +362,7 @@ impl Task {
                 stats: TaskStats::default(),
                 events: Vec::new(),
                 clock: i64::MIN,
+                restored: FxHashMap::default(),
             },
             plan,
             nodes,
@@ -598,6 +612,39 @@ impl Task {
             self.ctx.stats.groups_expired += idle.len() as u64;
         }
         idle.len()
+    }
+
+    /// Remembers alert states to resume from: `(alert node name, group id, state)`.
+    pub fn restore(&mut self, states: impl IntoIterator<Item = (String, String, Restored)>) {
+        for (node, group, r) in states {
+            self.ctx.restored.insert((node.into(), group.into()), r);
+        }
+    }
+
+    /// The current state of every alert group, for carrying across a rule change:
+    /// `(alert node name, group id, state)`.
+    pub fn alert_states(&self) -> Vec<(String, String, Restored)> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            match n {
+                RNode::Alert(a) => a.export(&self.ctx, &mut out),
+                RNode::Deadman(d) => d.alert.export(&self.ctx, &mut out),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Emits the windows of groups whose window ended before `cutoff` (wall-clock close of a
+    /// host that stopped reporting).
+    pub fn close_idle_windows(&mut self, cutoff: i64) {
+        for i in 0..self.nodes.len() {
+            let mut out = nodes::Out::new();
+            self.nodes[i].close_idle(cutoff, &mut self.ctx, &mut out);
+            for m in out {
+                self.emit(i, m);
+            }
+        }
     }
 
     /// Emits every window that is still open (end of a recording).

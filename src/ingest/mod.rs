@@ -3,3 +3,4 @@
 
 pub mod line_protocol;
 pub mod recording;
+pub mod write;

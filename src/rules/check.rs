@@ -23,6 +23,7 @@ pub fn check(name: &str, program: &Program) -> Result<TaskPlan, Diagnostic> {
         plan: TaskPlan {
             name: name.to_string(),
             dbrps: Vec::new(),
+            source: String::new(),
             nodes: vec![PlanNode {
                 name: "stream0".into(),
                 kind: NodeKind::Stream,
@@ -65,7 +66,9 @@ pub fn check(name: &str, program: &Program) -> Result<TaskPlan, Diagnostic> {
 /// Parses and checks a script in one step.
 pub fn compile_source(name: &str, source: &str) -> Result<TaskPlan, Diagnostic> {
     let program = super::parser::parse(source)?;
-    check(name, &program)
+    let mut plan = check(name, &program)?;
+    plan.source = source.to_string();
+    Ok(plan)
 }
 
 /// The value of an expression while a script is being checked.

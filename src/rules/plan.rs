@@ -17,6 +17,8 @@ pub struct TaskPlan {
     pub dbrps: Vec<Dbrp>,
     /// All nodes; index 0 is the `stream` root.
     pub nodes: Vec<PlanNode>,
+    /// The script it was compiled from.
+    pub source: String,
 }
 
 impl TaskPlan {

@@ -1,0 +1,320 @@
+//! The line-protocol write path shared by `/write` and `/api/v2/write`: body decoding (gzip with
+//! a size limit enforced while decompressing), validation of every line with up to 100 errors
+//! reported by line number, and the batch handed to the rules engine.
+//!
+//! Valid lines are kept even when others fail (InfluxDB's partial write). Only lines of a
+//! measurement some rule reads are forwarded; the engine thread re-parses just those from the
+//! shared body, so nothing is copied per line.
+
+use bytes::Bytes;
+use std::io::Read;
+use std::sync::Arc;
+
+use super::line_protocol::{Precision, parse_line, split_lines};
+use crate::engine::MeasurementFilter;
+
+/// Errors are listed up to this many per request; the rest are counted.
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
+/// Why a write request was refused as a whole.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum WriteError {
+    /// The body (after decompression) is over the limit.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// `Content-Encoding` other than gzip or identity.
+    #[error("unsupported Content-Encoding '{0}': send gzip or no encoding")]
+    UnsupportedEncoding(String),
+    /// The gzip stream is broken.
+    #[error("invalid gzip body: {0}")]
+    BadGzip(String),
+    /// Bad `precision` parameter.
+    #[error("{0}")]
+    BadPrecision(String),
+    /// A required parameter is missing.
+    #[error("missing required parameter '{0}'")]
+    MissingParameter(&'static str),
+}
+
+/// Decodes a request body. `encoding` is the `Content-Encoding` header.
+pub fn decode_body(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Bytes, WriteError> {
+    match encoding
+        .map(str::trim)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => {
+            if body.len() > limit {
+                return Err(WriteError::TooLarge { limit });
+            }
+            Ok(body)
+        }
+        Some("gzip") | Some("x-gzip") => {
+            let mut out = Vec::with_capacity((body.len() * 4).min(limit));
+            let mut dec = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
+            dec.read_to_end(&mut out)
+                .map_err(|e| WriteError::BadGzip(e.to_string()))?;
+            if out.len() > limit {
+                return Err(WriteError::TooLarge { limit });
+            }
+            Ok(Bytes::from(out))
+        }
+        Some(other) => Err(WriteError::UnsupportedEncoding(other.to_string())),
+    }
+}
+
+/// A rejected line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LineProblem {
+    /// 1-based line number in the body.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A validated body, ready for the engine.
+#[derive(Debug, Clone)]
+pub struct WriteBatch {
+    /// The decoded body; line ranges point into it.
+    pub body: Bytes,
+    /// Byte ranges of the valid lines some rule reads.
+    pub lines: Vec<(u32, u32)>,
+    /// Database.
+    pub db: Arc<str>,
+    /// Retention policy.
+    pub rp: Arc<str>,
+    /// Timestamp precision.
+    pub precision: Precision,
+    /// Time given to points without a timestamp (the time the request arrived, ns).
+    pub now: i64,
+}
+
+/// Result of validating a body.
+#[derive(Debug)]
+pub struct Validated {
+    /// What goes to the engine.
+    pub batch: WriteBatch,
+    /// Lines read (excluding blank and comment lines).
+    pub received: u64,
+    /// Valid lines.
+    pub accepted: u64,
+    /// Up to [`MAX_REPORTED_ERRORS`] problems.
+    pub problems: Vec<LineProblem>,
+    /// All rejected lines.
+    pub rejected: u64,
+}
+
+/// Parses every line, keeps the valid ones a rule reads, and collects problems.
+pub fn validate(
+    body: Bytes,
+    db: Arc<str>,
+    rp: Arc<str>,
+    precision: Precision,
+    now: i64,
+    filter: &MeasurementFilter,
+) -> Validated {
+    let mut lines = Vec::new();
+    let mut problems = Vec::new();
+    let (mut received, mut accepted, mut rejected) = (0u64, 0u64, 0u64);
+    let mut reject =
+        |line: usize, column: usize, message: String, problems: &mut Vec<LineProblem>| {
+            rejected += 1;
+            if problems.len() < MAX_REPORTED_ERRORS {
+                problems.push(LineProblem {
+                    line,
+                    column,
+                    message,
+                });
+            }
+        };
+    match std::str::from_utf8(&body) {
+        Ok(text) => {
+            for (line_no, line) in split_lines(text) {
+                received += 1;
+                match parse_line(line, line_no) {
+                    Ok(p) => {
+                        if let Some(ts) = p.timestamp
+                            && precision.to_nanos(ts).is_none()
+                        {
+                            reject(
+                                line_no,
+                                1,
+                                format!("timestamp {ts} is out of range at precision {precision}"),
+                                &mut problems,
+                            );
+                            continue;
+                        }
+                        accepted += 1;
+                        if filter.wants(p.measurement.as_str()) {
+                            let start = line.as_ptr() as usize - text.as_ptr() as usize;
+                            lines.push((start as u32, (start + line.len()) as u32));
+                        }
+                    }
+                    Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),
+                }
+            }
+        }
+        Err(_) => {
+            // Reject only the lines that are not UTF-8; the rest are still valid.
+            let mut start = 0usize;
+            for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
+                let end = start + raw.len();
+                let line_no = i + 1;
+                match std::str::from_utf8(raw) {
+                    Err(e) => {
+                        received += 1;
+                        reject(
+                            line_no,
+                            e.valid_up_to() + 1,
+                            "invalid UTF-8".to_string(),
+                            &mut problems,
+                        );
+                    }
+                    Ok(s) if s.trim().is_empty() || s.trim_start().starts_with('#') => {}
+                    Ok(s) => {
+                        received += 1;
+                        match parse_line(s.trim_end_matches('\r'), line_no) {
+                            Ok(p)
+                                if p.timestamp
+                                    .is_some_and(|ts| precision.to_nanos(ts).is_none()) =>
+                            {
+                                reject(
+                                    line_no,
+                                    1,
+                                    "timestamp out of range".to_string(),
+                                    &mut problems,
+                                )
+                            }
+                            Ok(p) => {
+                                accepted += 1;
+                                if filter.wants(p.measurement.as_str()) {
+                                    let len = s.trim_end_matches('\r').len();
+                                    lines.push((start as u32, (start + len) as u32));
+                                }
+                            }
+                            Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),
+                        }
+                    }
+                }
+                start = end + 1;
+            }
+        }
+    }
+    Validated {
+        batch: WriteBatch {
+            body,
+            lines,
+            db,
+            rp,
+            precision,
+            now,
+        },
+        received,
+        accepted,
+        problems,
+        rejected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn all() -> MeasurementFilter {
+        MeasurementFilter::everything()
+    }
+
+    #[test]
+    fn partial_writes_keep_valid_lines_and_report_bad_ones() {
+        let body = Bytes::from_static(b"cpu v=1 1\ncpu v=abc 2\n\nmem v=2 3\ncpu\n");
+        let v = validate(
+            body,
+            "db".into(),
+            "autogen".into(),
+            Precision::Nanoseconds,
+            0,
+            &all(),
+        );
+        assert_eq!((v.received, v.accepted, v.rejected), (4, 2, 2));
+        assert_eq!(v.problems[0].line, 2);
+        assert!(
+            v.problems[0]
+                .message
+                .contains("invalid field value for field 'v'"),
+            "{:?}",
+            v.problems
+        );
+        assert_eq!(v.problems[1].line, 5);
+        let text = std::str::from_utf8(&v.batch.body).unwrap();
+        let kept: Vec<&str> = v
+            .batch
+            .lines
+            .iter()
+            .map(|(s, e)| &text[*s as usize..*e as usize])
+            .collect();
+        assert_eq!(kept, ["cpu v=1 1", "mem v=2 3"]);
+    }
+
+    #[test]
+    fn errors_are_capped_at_100() {
+        let body: String = (0..250).map(|_| "bad\n").collect();
+        let v = validate(
+            Bytes::from(body),
+            "db".into(),
+            "rp".into(),
+            Precision::Nanoseconds,
+            0,
+            &all(),
+        );
+        assert_eq!(v.rejected, 250);
+        assert_eq!(v.problems.len(), MAX_REPORTED_ERRORS);
+    }
+
+    #[test]
+    fn invalid_utf8_rejects_only_that_line() {
+        let mut body = b"cpu v=1 1\n".to_vec();
+        body.extend_from_slice(b"cpu,host=\xff v=1 2\nmem v=1 3\n");
+        let v = validate(
+            Bytes::from(body),
+            "db".into(),
+            "rp".into(),
+            Precision::Nanoseconds,
+            0,
+            &all(),
+        );
+        assert_eq!((v.accepted, v.rejected), (2, 1));
+        assert_eq!(v.problems[0].line, 2);
+    }
+
+    #[test]
+    fn gzip_is_decoded_and_the_limit_holds_while_decompressing() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&vec![b'a'; 1_000_000]).unwrap();
+        let gz = Bytes::from(enc.finish().unwrap());
+        assert!(gz.len() < 10_000);
+        assert_eq!(
+            decode_body(Some("gzip"), gz.clone(), 2_000_000)
+                .unwrap()
+                .len(),
+            1_000_000
+        );
+        assert_eq!(
+            decode_body(Some("gzip"), gz, 100_000),
+            Err(WriteError::TooLarge { limit: 100_000 })
+        );
+        assert!(matches!(
+            decode_body(Some("gzip"), Bytes::from_static(b"not gzip"), 100),
+            Err(WriteError::BadGzip(_))
+        ));
+        assert!(matches!(
+            decode_body(Some("br"), Bytes::new(), 100),
+            Err(WriteError::UnsupportedEncoding(_))
+        ));
+    }
+}

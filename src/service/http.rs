@@ -1,0 +1,376 @@
+//! HTTP routes of the service and the mapping of errors to status codes.
+//!
+//! InfluxDB-compatible ingest (`/write`, `/api/v2/write`, `/query` for `CREATE DATABASE`,
+//! `/ping`), self-monitoring (`/metrics`, `/-/healthy`, `/-/ready`), control (`/-/reload`) and
+//! read-only views of rules and alerts under `/api/v1`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Shared;
+use super::metrics::{EndpointCodeLabel, EndpointLabel};
+use crate::ingest::line_protocol::Precision;
+use crate::ingest::write::{WriteError, decode_body, validate};
+
+/// The router over the shared state.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.config.ingest.max_body_bytes;
+    Router::new()
+        .route("/write", post(write_v1))
+        .route("/api/v2/write", post(write_v2))
+        .route("/query", post(query).get(query))
+        .route("/ping", get(ping).head(ping))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(ready).head(ready))
+        .route("/-/reload", post(reload))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+fn error_json(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let Some(f) = field {
+        body["field"] = json!(f);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Query parameters of `/write` (InfluxDB 1.x).
+#[derive(Debug, Deserialize)]
+struct V1Params {
+    db: Option<String>,
+    rp: Option<String>,
+    precision: Option<String>,
+}
+
+/// Query parameters of `/api/v2/write`.
+#[derive(Debug, Deserialize)]
+struct V2Params {
+    bucket: Option<String>,
+    precision: Option<String>,
+}
+
+async fn write_v1(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<V1Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(db) = q.db.filter(|d| !d.is_empty()) else {
+        return finish(&s, "write", Err(WriteError::MissingParameter("db")));
+    };
+    let rp =
+        q.rp.filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "autogen".to_string());
+    let r = ingest(
+        &s,
+        "write",
+        &db,
+        &rp,
+        q.precision.as_deref(),
+        &headers,
+        body,
+    );
+    finish(&s, "write", r)
+}
+
+async fn write_v2(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<V2Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(bucket) = q.bucket.filter(|b| !b.is_empty()) else {
+        return finish(
+            &s,
+            "api_v2_write",
+            Err(WriteError::MissingParameter("bucket")),
+        );
+    };
+    // InfluxDB 1.x compatibility: a bucket is "db/rp" or "db" (retention policy autogen).
+    let (db, rp) = match bucket.split_once('/') {
+        Some((d, r)) if !r.is_empty() => (d.to_string(), r.to_string()),
+        Some((d, _)) => (d.to_string(), "autogen".to_string()),
+        None => (bucket, "autogen".to_string()),
+    };
+    let r = ingest(
+        &s,
+        "api_v2_write",
+        &db,
+        &rp,
+        q.precision.as_deref(),
+        &headers,
+        body,
+    );
+    finish(&s, "api_v2_write", r)
+}
+
+/// What a write turned into.
+enum Outcome {
+    /// Everything accepted.
+    Accepted,
+    /// Some lines rejected.
+    Partial {
+        accepted: u64,
+        rejected: u64,
+        problems: Vec<crate::ingest::write::LineProblem>,
+    },
+    /// The engine queue is full.
+    Busy,
+}
+
+fn ingest(
+    s: &Shared,
+    endpoint: &str,
+    db: &str,
+    rp: &str,
+    precision: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Outcome, WriteError> {
+    let precision: Precision = match precision.filter(|p| !p.is_empty()) {
+        None => Precision::Nanoseconds,
+        Some(p) => p
+            .parse()
+            .map_err(|e: crate::ingest::line_protocol::PrecisionError| {
+                WriteError::BadPrecision(e.to_string())
+            })?,
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let body = decode_body(encoding, body, s.config.ingest.max_body_bytes)?;
+    let ep = EndpointLabel {
+        endpoint: endpoint.to_string(),
+    };
+    s.metrics
+        .bytes_received
+        .get_or_create(&ep)
+        .inc_by(body.len() as u64);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Outcome::Accepted);
+    }
+    let filter = s
+        .filter
+        .read()
+        .map(|f| f.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let v = validate(body, db.into(), rp.into(), precision, now, &filter);
+    s.metrics
+        .points_received
+        .get_or_create(&ep)
+        .inc_by(v.received);
+    s.metrics
+        .points_rejected
+        .get_or_create(&ep)
+        .inc_by(v.rejected);
+    if !v.batch.lines.is_empty() && !s.submit(v.batch) {
+        return Ok(Outcome::Busy);
+    }
+    s.metrics
+        .points_accepted
+        .get_or_create(&ep)
+        .inc_by(v.accepted);
+    Ok(if v.rejected == 0 {
+        Outcome::Accepted
+    } else {
+        Outcome::Partial {
+            accepted: v.accepted,
+            rejected: v.rejected,
+            problems: v.problems,
+        }
+    })
+}
+
+fn finish(s: &Shared, endpoint: &str, r: Result<Outcome, WriteError>) -> Response {
+    let resp = match r {
+        Ok(Outcome::Accepted) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Outcome::Partial {
+            accepted,
+            rejected,
+            problems,
+        }) => {
+            let first = problems
+                .first()
+                .map(|p| format!(": line {}: {}", p.line, p.message))
+                .unwrap_or_default();
+            let body = json!({
+                "error": format!("partial write: {rejected} of {} points rejected{first}", accepted + rejected),
+                "accepted": accepted,
+                "rejected": rejected,
+                "lines": problems,
+            });
+            (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        }
+        Ok(Outcome::Busy) => {
+            let mut r = error_json(
+                StatusCode::TOO_MANY_REQUESTS,
+                "the rules engine is behind: retry later",
+                None,
+            );
+            if let Ok(v) = HeaderValue::from_str(&s.config.ingest.retry_after_secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+        Err(e) => {
+            let (status, field) = match &e {
+                WriteError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, None),
+                WriteError::UnsupportedEncoding(_) | WriteError::BadGzip(_) => {
+                    (StatusCode::BAD_REQUEST, Some("Content-Encoding"))
+                }
+                WriteError::BadPrecision(_) => (StatusCode::BAD_REQUEST, Some("precision")),
+                WriteError::MissingParameter(p) => (StatusCode::BAD_REQUEST, Some(*p)),
+            };
+            error_json(status, e.to_string(), field)
+        }
+    };
+    s.metrics
+        .requests
+        .get_or_create(&EndpointCodeLabel {
+            endpoint: endpoint.to_string(),
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// `q` from the URL or from a form body.
+#[derive(Debug, Deserialize)]
+struct QueryParams {
+    q: Option<String>,
+}
+
+/// Accepts `CREATE DATABASE` (what Telegraf sends at start-up); alertd keeps no databases.
+async fn query(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let from_url = raw
+        .as_deref()
+        .and_then(|r| serde_urlencoded::from_str::<QueryParams>(r).ok())
+        .and_then(|p| p.q);
+    let q = from_url.or_else(|| {
+        serde_urlencoded::from_bytes::<QueryParams>(&body)
+            .ok()
+            .and_then(|p| p.q)
+    });
+    let resp = match q {
+        Some(q)
+            if q.trim_start()
+                .to_ascii_uppercase()
+                .starts_with("CREATE DATABASE") =>
+        {
+            (
+                StatusCode::OK,
+                axum::Json(json!({"results": [{"statement_id": 0}]})),
+            )
+                .into_response()
+        }
+        Some(q) => error_json(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "alertd stores no data and answers only CREATE DATABASE, not: {}",
+                q.chars().take(80).collect::<String>()
+            ),
+            Some("q"),
+        ),
+        None => error_json(
+            StatusCode::BAD_REQUEST,
+            "missing required parameter 'q'",
+            Some("q"),
+        ),
+    };
+    s.metrics
+        .requests
+        .get_or_create(&EndpointCodeLabel {
+            endpoint: "query".into(),
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+async fn ping() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut()
+        .insert("X-Influxdb-Version", HeaderValue::from_static("1.8-alertd"));
+    r
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let mut r = s.metrics.render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+async fn healthy() -> &'static str {
+    "alertd is healthy.\n"
+}
+
+async fn ready(State(s): State<Arc<Shared>>) -> Response {
+    if s.ready.load(Ordering::Relaxed) {
+        "alertd is ready.\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "alertd is starting.\n").into_response()
+    }
+}
+
+async fn reload(State(s): State<Arc<Shared>>) -> Response {
+    let status = s.reload().await;
+    let failed: Vec<_> = status
+        .iter()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.name.clone())
+        .collect();
+    let code = if failed.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let body = json!({
+        "status": if failed.is_empty() { "reloaded" } else { "some rules failed to load; their previous versions keep running" },
+        "failed": failed,
+        "rules": status,
+    });
+    (code, axum::Json(body)).into_response()
+}
+
+async fn rules(State(s): State<Arc<Shared>>) -> Response {
+    let rules = s.rules.read().map(|r| r.clone()).unwrap_or_default();
+    axum::Json(json!({ "rules": rules })).into_response()
+}
+
+async fn alerts(State(s): State<Arc<Shared>>) -> Response {
+    match (
+        s.storage.alert_states().await,
+        s.storage.recent_events(100).await,
+    ) {
+        (Ok(states), Ok(events)) => {
+            axum::Json(json!({ "alerts": states, "recent_events": events })).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "Reading alerts failed.");
+            error_json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable",
+                None,
+            )
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The service's own metrics, served on `/metrics` in Prometheus text format: ingest by
+//! endpoint, queue depths, per-rule counters, storage latency and errors, process memory.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::TaskStats;
+
+/// `endpoint` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    /// `write`, `api_v2_write`, ...
+    pub endpoint: String,
+}
+
+/// `endpoint` and HTTP `code` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointCodeLabel {
+    /// Endpoint.
+    pub endpoint: String,
+    /// HTTP status.
+    pub code: u16,
+}
+
+/// `rule` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    /// Rule name.
+    pub rule: String,
+}
+
+/// `rule` and `level` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLevelLabel {
+    /// Rule name.
+    pub rule: String,
+    /// Alert level.
+    pub level: String,
+}
+
+/// `rule` and error `kind` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleKindLabel {
+    /// Rule name.
+    pub rule: String,
+    /// `missing_field`, `type_error`, `template_error`.
+    pub kind: String,
+}
+
+/// Every metric of the service.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Requests by endpoint and status.
+    pub requests: Family<EndpointCodeLabel, Counter>,
+    /// Points (lines) received.
+    pub points_received: Family<EndpointLabel, Counter>,
+    /// Points accepted.
+    pub points_accepted: Family<EndpointLabel, Counter>,
+    /// Points rejected as malformed.
+    pub points_rejected: Family<EndpointLabel, Counter>,
+    /// Body bytes received (after decompression).
+    pub bytes_received: Family<EndpointLabel, Counter>,
+    /// Batches waiting for the engine.
+    pub ingest_queue_depth: Gauge,
+    /// Writes refused with 429 because the engine queue was full.
+    pub ingest_queue_full: Counter,
+    /// Points the engine processed.
+    pub engine_points: Counter,
+    /// Points routed to each rule.
+    pub rule_points: Family<RuleLabel, Counter>,
+    /// Points that passed each rule's filter.
+    pub rule_matched: Family<RuleLabel, Counter>,
+    /// Alert events by rule and level.
+    pub rule_events: Family<RuleLevelLabel, Counter>,
+    /// Evaluation errors by rule and kind.
+    pub rule_errors: Family<RuleKindLabel, Counter>,
+    /// Live groups per rule.
+    pub rule_groups: Family<RuleLabel, Gauge>,
+    /// 1 when the rule's file failed to load at the last (re)load.
+    pub rule_load_error: Family<RuleLabel, Gauge>,
+    /// Reloads that had at least one failing rule.
+    pub reload_failures: Counter,
+    /// Events waiting for the database writer.
+    pub storage_queue_depth: Gauge,
+    /// Events committed to SQLite.
+    pub events_stored: Counter,
+    /// Failed SQLite transactions (retried).
+    pub sqlite_errors: Counter,
+    /// Time to commit a batch of events.
+    pub sqlite_write_seconds: Histogram,
+    /// Resident memory of the process.
+    pub resident_memory_bytes: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            requests: Family::default(),
+            points_received: Family::default(),
+            points_accepted: Family::default(),
+            points_rejected: Family::default(),
+            bytes_received: Family::default(),
+            ingest_queue_depth: Gauge::default(),
+            ingest_queue_full: Counter::default(),
+            engine_points: Counter::default(),
+            rule_points: Family::default(),
+            rule_matched: Family::default(),
+            rule_events: Family::default(),
+            rule_errors: Family::default(),
+            rule_groups: Family::default(),
+            rule_load_error: Family::default(),
+            reload_failures: Counter::default(),
+            storage_queue_depth: Gauge::default(),
+            events_stored: Counter::default(),
+            sqlite_errors: Counter::default(),
+            sqlite_write_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            resident_memory_bytes: Gauge::default(),
+            registry: Registry::with_prefix("alertd"),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "http_requests",
+            "HTTP requests by endpoint and status code",
+            m.requests.clone(),
+        );
+        r.register(
+            "points_received",
+            "Points (lines) received by endpoint",
+            m.points_received.clone(),
+        );
+        r.register(
+            "points_accepted",
+            "Points accepted by endpoint",
+            m.points_accepted.clone(),
+        );
+        r.register(
+            "points_rejected",
+            "Malformed points rejected by endpoint",
+            m.points_rejected.clone(),
+        );
+        r.register(
+            "ingest_bytes",
+            "Body bytes received by endpoint, after decompression",
+            m.bytes_received.clone(),
+        );
+        r.register(
+            "ingest_queue_depth",
+            "Batches of points waiting for the rules engine",
+            m.ingest_queue_depth.clone(),
+        );
+        r.register(
+            "ingest_queue_full",
+            "Writes refused with 429 because the engine queue was full",
+            m.ingest_queue_full.clone(),
+        );
+        r.register(
+            "engine_points",
+            "Points processed by the rules engine",
+            m.engine_points.clone(),
+        );
+        r.register(
+            "rule_points",
+            "Points routed to a rule",
+            m.rule_points.clone(),
+        );
+        r.register(
+            "rule_points_matched",
+            "Points that passed a rule's from() filter",
+            m.rule_matched.clone(),
+        );
+        r.register(
+            "rule_events",
+            "Alert events by rule and level",
+            m.rule_events.clone(),
+        );
+        r.register(
+            "rule_errors",
+            "Rule evaluation errors by kind",
+            m.rule_errors.clone(),
+        );
+        r.register(
+            "rule_groups",
+            "Live groups of a rule",
+            m.rule_groups.clone(),
+        );
+        r.register(
+            "rule_load_error",
+            "1 when the rule failed to load at the last load or reload",
+            m.rule_load_error.clone(),
+        );
+        r.register(
+            "reload_failures",
+            "Loads or reloads with at least one failing rule",
+            m.reload_failures.clone(),
+        );
+        r.register(
+            "storage_queue_depth",
+            "Alert events waiting for the database writer",
+            m.storage_queue_depth.clone(),
+        );
+        r.register(
+            "events_stored",
+            "Alert events committed to SQLite",
+            m.events_stored.clone(),
+        );
+        r.register(
+            "sqlite_errors",
+            "Failed SQLite transactions (retried)",
+            m.sqlite_errors.clone(),
+        );
+        r.register(
+            "sqlite_write_seconds",
+            "Time to commit a batch of alert events",
+            m.sqlite_write_seconds.clone(),
+        );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            m.resident_memory_bytes.clone(),
+        );
+        m
+    }
+
+    /// Adds a rule's counter growth since `before`.
+    pub fn add_rule_delta(&self, rule: &str, now: &TaskStats, before: &TaskStats, groups: usize) {
+        let r = RuleLabel {
+            rule: rule.to_string(),
+        };
+        self.rule_points
+            .get_or_create(&r)
+            .inc_by(now.points_in.saturating_sub(before.points_in));
+        self.rule_matched
+            .get_or_create(&r)
+            .inc_by(now.points_matched.saturating_sub(before.points_matched));
+        self.rule_groups.get_or_create(&r).set(groups as i64);
+        for (i, level) in ["OK", "INFO", "WARNING", "CRITICAL"].iter().enumerate() {
+            let d = now.events[i].saturating_sub(before.events[i]);
+            self.rule_events
+                .get_or_create(&RuleLevelLabel {
+                    rule: rule.to_string(),
+                    level: (*level).to_string(),
+                })
+                .inc_by(d);
+        }
+        for (kind, n, b) in [
+            ("missing_field", now.missing_field, before.missing_field),
+            ("type_error", now.type_error, before.type_error),
+            ("template_error", now.template_error, before.template_error),
+        ] {
+            self.rule_errors
+                .get_or_create(&RuleKindLabel {
+                    rule: rule.to_string(),
+                    kind: kind.to_string(),
+                })
+                .inc_by(n.saturating_sub(b));
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        self.resident_memory_bytes.set(resident_bytes());
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (0 where unavailable).
+fn resident_bytes() -> i64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}

@@ -1,0 +1,190 @@
+//! `alertd run`: the long-running service. Wires ingest (HTTP write endpoints) to the rules
+//! engine (one thread, fed by a bounded queue) and the engine's alert events to SQLite (one
+//! writer task), and serves health, readiness, metrics, reload and rule status.
+//!
+//! Data flow: HTTP handler validates a body and queues a [`WriteBatch`] (429 when the queue is
+//! full) → engine thread evaluates rules and passes events to the storage writer → SQLite.
+
+pub mod engine_thread;
+pub mod http;
+pub mod metrics;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::config::Config;
+use crate::engine::MeasurementFilter;
+use crate::ingest::write::WriteBatch;
+use crate::storage::Storage;
+use engine_thread::{RuleStatus, Work};
+use metrics::Metrics;
+
+/// Errors that stop the service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    /// The engine thread could not be started.
+    #[error("cannot start the engine thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// State shared by the HTTP handlers.
+pub struct Shared {
+    /// The configuration in force.
+    pub config: Config,
+    /// Work queue of the engine thread.
+    pub work: std::sync::mpsc::SyncSender<Work>,
+    /// Batches queued and not yet taken by the engine.
+    pub queued: AtomicUsize,
+    /// Measurements some rule reads (replaced on reload).
+    pub filter: RwLock<Arc<MeasurementFilter>>,
+    /// Rule status as of the last load/reload and engine tick.
+    pub rules: RwLock<Vec<RuleStatus>>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The database.
+    pub storage: Storage,
+    /// True once rules are loaded and the database is open.
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    /// Queues a batch for the engine without waiting; false when the queue is full.
+    pub fn submit(&self, batch: WriteBatch) -> bool {
+        // Count before sending: the engine thread may take the batch (and decrement) at once.
+        let depth = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        if depth > self.config.ingest.queue_batches
+            || self.work.try_send(Work::Write(batch)).is_err()
+        {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.ingest_queue_full.inc();
+            return false;
+        }
+        self.metrics.ingest_queue_depth.set(depth as i64);
+        true
+    }
+
+    /// Reloads rules from the rules directory; returns the rules' status afterwards.
+    pub async fn reload(&self) -> Vec<RuleStatus> {
+        let dir = self.config.rules_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || engine_thread::load_rules(&dir))
+            .await
+            .unwrap_or_default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.work.send(Work::Reload(loaded, tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), ServiceError> {
+    let metrics = Arc::new(Metrics::new());
+    let storage = Storage::open(&config.database_path()).await?;
+    let stored = storage.alert_states().await?;
+
+    let (event_tx, event_rx) = tokio::sync::mpsc::channel(65_536);
+    tokio::spawn(crate::storage::run_writer(
+        storage.clone(),
+        event_rx,
+        metrics.clone(),
+    ));
+
+    // The work queue holds write batches plus a few control messages.
+    let (work_tx, work_rx) = std::sync::mpsc::sync_channel(config.ingest.queue_batches + 16);
+    let loaded = engine_thread::load_rules(&config.rules_dir);
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        work: work_tx,
+        queued: AtomicUsize::new(0),
+        filter: RwLock::new(Arc::new(MeasurementFilter::everything())),
+        rules: RwLock::new(Vec::new()),
+        metrics: metrics.clone(),
+        storage,
+        ready: AtomicBool::new(false),
+    });
+    let engine =
+        engine_thread::EngineThread::start(shared.clone(), work_rx, event_tx, loaded, stored)
+            .map_err(ServiceError::Thread)?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServiceError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServiceError::Serve)?;
+    shared.ready.store(true, Ordering::Relaxed);
+    let rules = shared.rules.read().map(|r| r.len()).unwrap_or(0);
+    tracing::info!(
+        listen = %addr,
+        config = %config_file.as_ref().map_or_else(|| "embedded default".to_string(), |p| p.display().to_string()),
+        database = %config.database_path().display(),
+        rules_dir = %config.rules_dir.display(),
+        rules,
+        "alertd listening."
+    );
+
+    tokio::spawn(reload_on_sighup(shared.clone()));
+    let app = http::router(shared.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServiceError::Serve)?;
+    tracing::info!("Shutting down.");
+    drop(shared);
+    engine.stop();
+    Ok(())
+}
+
+async fn reload_on_sighup(shared: Arc<Shared>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading rules.");
+            shared.reload().await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = shared;
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

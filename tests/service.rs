@@ -1,0 +1,460 @@
+//! `alertd run` driven like agents drive it: the real binary on port 0 with a temporary data
+//! directory, spoken to over HTTP.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+/// A running `alertd run`; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    client: Client,
+}
+
+impl Server {
+    /// Starts the binary with `config` (TOML, without `listen`) in `dir`, on a free port.
+    fn start(dir: &Path, config: &str) -> Server {
+        let cfg = dir.join("alertd.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nrules_dir = \"rules\"\n{config}"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_alertd"))
+            .current_dir(dir)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("ALERTD_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("alertd starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent
+                    && let Some(addr) = line
+                        .split("listen=")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                {
+                    let _ = tx.send(addr.to_string());
+                    sent = true;
+                }
+                eprintln!("[alertd] {line}");
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("alertd logs its listen address");
+        let server = Server {
+            child,
+            base: format!("http://{addr}"),
+            client: Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self
+                .client
+                .get(self.url("/-/ready"))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("alertd never became ready");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn write(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, String) {
+        let r = self.client.post(self.url(path)).body(body).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    fn json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
+    /// Polls the stored events until `pred` holds.
+    fn wait_events(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.json("/api/v1/alerts");
+            let mut events = v["recent_events"].as_array().cloned().unwrap_or_default();
+            events.reverse();
+            if pred(&events) {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; events: {events:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workdir(rules: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    std::fs::create_dir(path.join("rules")).unwrap();
+    for (name, src) in rules {
+        std::fs::write(path.join("rules").join(name), src).unwrap();
+    }
+    (dir, path)
+}
+
+const CPU_RULE: &str = r#"
+stream
+    |from()
+        .database('telegraf')
+        .measurement('cpu')
+        .groupBy('host')
+    |alert()
+        .id('cpu/{{ index .Tags "host" }}')
+        .crit(lambda: "usage" > 90)
+        .stateChangesOnly()
+"#;
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn telegraf_style_writes_reach_the_rules_and_are_stored() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "");
+    // What Telegraf does at start-up.
+    assert_eq!(s.client.get(s.url("/ping")).send().unwrap().status(), 204);
+    let r = s
+        .client
+        .post(s.url("/query"))
+        .form(&[("q", "CREATE DATABASE \"telegraf\"")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain and gzip bodies, seconds precision.
+    let (code, _) = s.write(
+        "/write?db=telegraf&rp=autogen&precision=s",
+        "cpu,host=a usage=50 1767225600\ncpu,host=a usage=95 1767225610\n",
+    );
+    assert_eq!(code, 204);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"cpu,host=a usage=20 1767225620\n").unwrap();
+    let r = s
+        .client
+        .post(s.url("/write?db=telegraf&precision=s"))
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let events = s.wait_events("CRITICAL then OK", |e| e.len() >= 2);
+    assert_eq!(events[0]["level"], "CRITICAL");
+    assert_eq!(events[0]["id"], "cpu/a");
+    assert_eq!(events[0]["time"], "2026-01-01T00:00:10Z");
+    assert_eq!(events[1]["level"], "OK");
+    assert_eq!(events[1]["previousLevel"], "CRITICAL");
+    // Another database is not read by the rule.
+    let (code, _) = s.write(
+        "/write?db=other&precision=s",
+        "cpu,host=b usage=99 1767225630\n",
+    );
+    assert_eq!(code, 204);
+    let m = s.metrics();
+    assert_eq!(
+        metric(&m, "alertd_points_received_total{endpoint=\"write\"}"),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "alertd_http_requests_total{endpoint=\"write\",code=\"204\"}"
+        ),
+        3.0
+    );
+    assert!(m.contains("alertd_process_resident_memory_bytes"), "{m}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(
+        &s.metrics(),
+        "alertd_rule_events_total{rule=\"cpu\",level=\"CRITICAL\"}",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "rule counters never published");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = s.metrics();
+    assert_eq!(metric(&m, "alertd_rule_points_total{rule=\"cpu\"}"), 3.0);
+    assert!(metric(&m, "alertd_events_stored_total") >= 2.0);
+}
+
+#[test]
+fn influxdb_v2_writes_use_the_bucket_as_database() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "");
+    let r = s
+        .client
+        .post(s.url("/api/v2/write?org=ops&bucket=telegraf/autogen&precision=ms"))
+        .header("Authorization", "Token anything")
+        .body("cpu,host=v2 usage=99 1767225600000\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let events = s.wait_events("the v2 point", |e| !e.is_empty());
+    assert_eq!(events[0]["id"], "cpu/v2");
+    let (code, body) = s.write("/api/v2/write?org=ops", "cpu usage=1\n");
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("missing required parameter 'bucket'"),
+        "{body}"
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_valid_lines_are_kept() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "[ingest]\nmax_body_bytes = 65536\n");
+    // Partial write: the valid lines are processed, the answer names each bad line.
+    let (code, body) = s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=p usage=95 1767225600\ncpu,host=p usage=9x5 1767225601\ncpu,host=p\n",
+    );
+    assert_eq!(code, 400);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rejected"], 2);
+    assert_eq!(v["lines"][0]["line"], 2);
+    assert_eq!(
+        v["lines"][0]["message"],
+        "invalid field value for field 'usage': '9x5'"
+    );
+    assert_eq!(v["lines"][1]["line"], 3);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("partial write: 2 of 3 points rejected")
+    );
+    s.wait_events("the valid point of a partial write", |e| {
+        e.iter().any(|e| e["id"] == "cpu/p")
+    });
+    // Empty body.
+    assert_eq!(s.write("/write?db=telegraf", "").0, 204);
+    // Over the limit, plain and as a gzip bomb.
+    assert_eq!(s.write("/write?db=telegraf", vec![b'a'; 70_000]).0, 413);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b'a'; 10_000_000]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(
+        bomb.len() < 65536,
+        "the compressed bomb fits under the limit: {}",
+        bomb.len()
+    );
+    let r = s
+        .client
+        .post(s.url("/write?db=telegraf"))
+        .header("Content-Encoding", "gzip")
+        .body(bomb)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Broken gzip, unknown encoding, wrong precision, missing db.
+    let r = s
+        .client
+        .post(s.url("/write?db=telegraf"))
+        .header("Content-Encoding", "gzip")
+        .body("nope")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().unwrap().contains("invalid gzip body"));
+    let r = s
+        .client
+        .post(s.url("/write?db=telegraf"))
+        .header("Content-Encoding", "br")
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("unsupported Content-Encoding 'br'")
+    );
+    let (code, body) = s.write("/write?db=telegraf&precision=fortnight", "cpu usage=1\n");
+    assert_eq!(code, 400);
+    assert!(body.contains("\"field\":\"precision\""), "{body}");
+    let (code, body) = s.write("/write", "cpu usage=1\n");
+    assert_eq!(code, 400);
+    assert!(body.contains("missing required parameter 'db'"), "{body}");
+    // Still healthy after all that.
+    assert_eq!(
+        s.client.get(s.url("/-/healthy")).send().unwrap().status(),
+        200
+    );
+}
+
+#[test]
+fn reload_keeps_unchanged_rules_and_the_old_version_of_a_broken_one() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "");
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=r usage=95 1767225600\n",
+    );
+    s.wait_events("CRITICAL before reload", |e| e.len() == 1);
+
+    // Add a rule and reload: the unchanged cpu rule keeps its state (no second CRITICAL).
+    std::fs::write(
+        dir.join("rules/mem.tick"),
+        "stream|from().measurement('mem')|alert().id('mem').crit(lambda: \"used\" > 90)",
+    )
+    .unwrap();
+    let r = s.client.post(s.url("/-/reload")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let rules = s.json("/api/v1/rules");
+    let names: Vec<&str> = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cpu", "mem"]);
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=r usage=96 1767225610\nmem used=95 1767225610\n",
+    );
+    let events = s.wait_events("mem CRITICAL", |e| e.iter().any(|e| e["id"] == "mem"));
+    assert_eq!(
+        events.iter().filter(|e| e["id"] == "cpu/r").count(),
+        1,
+        "{events:?}"
+    );
+
+    // Break the cpu rule: the reload fails, the old version keeps running, the error is visible.
+    std::fs::write(dir.join("rules/cpu.tick"), "stream|from()|windw()").unwrap();
+    let r = s.client.post(s.url("/-/reload")).send().unwrap();
+    assert_eq!(r.status(), 500);
+    let rules = s.json("/api/v1/rules");
+    let cpu = &rules["rules"][0];
+    assert_eq!(cpu["status"], "error");
+    assert_eq!(cpu["running"], true);
+    assert!(
+        cpu["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown node 'windw'"),
+        "{cpu}"
+    );
+    assert_eq!(
+        metric(&s.metrics(), "alertd_rule_load_error{rule=\"cpu\"}"),
+        1.0
+    );
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=r usage=10 1767225620\n",
+    );
+    s.wait_events("the old cpu rule's recovery", |e| {
+        e.iter().any(|e| e["id"] == "cpu/r" && e["level"] == "OK")
+    });
+}
+
+#[test]
+fn alert_levels_survive_kill_9() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "");
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=k usage=95 1767225600\n",
+    );
+    s.wait_events("CRITICAL", |e| e.len() == 1);
+    s.kill9();
+
+    let s = Server::start(&dir, "");
+    let stored = s.json("/api/v1/alerts");
+    assert_eq!(stored["alerts"][0]["level"], "CRITICAL");
+    // Still critical: nothing new fires.
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=k usage=97 1767225610\ncpu,host=other usage=1 1767225611\n",
+    );
+    // The recovery after the restart is a recovery.
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=k usage=10 1767225620\n",
+    );
+    let events = s.wait_events("the recovery", |e| e.len() >= 2);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["level"], "OK");
+    assert_eq!(events[1]["previousLevel"], "CRITICAL");
+    assert_eq!(events[1]["duration"], 20_000_000_000i64);
+}
+
+#[test]
+fn unknown_config_keys_are_errors_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("alertd.toml");
+    std::fs::write(&cfg, "listen = \"127.0.0.1:0\"\n[ingest]\nmax_body = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_alertd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:3:1: unknown field `max_body`", cfg.display())),
+        "{err}"
+    );
+}
