@@ -458,3 +458,78 @@ fn unknown_config_keys_are_errors_with_file_line_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn prometheus_remote_write_becomes_points() {
+    use alertd::ingest::prom_remote::{Label, STALE_NAN_BITS, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+    let rule = r#"
+stream
+    |from()
+        .database('prometheus')
+        .measurement('node_load1')
+        .groupBy('instance')
+    |alert()
+        .id('load/{{ index .Tags "instance" }}')
+        .crit(lambda: "value" > 4.0)
+"#;
+    let (_tmp, dir) = workdir(&[("load.tick", rule)]);
+    let s = Server::start(&dir, "");
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![
+                Label {
+                    name: "__name__".into(),
+                    value: "node_load1".into(),
+                },
+                Label {
+                    name: "instance".into(),
+                    value: "web1:9100".into(),
+                },
+                Label {
+                    name: "job".into(),
+                    value: "node".into(),
+                },
+            ],
+            samples: vec![
+                Sample {
+                    value: f64::from_bits(STALE_NAN_BITS),
+                    timestamp: 1767225590000,
+                },
+                Sample {
+                    value: 7.5,
+                    timestamp: 1767225600000,
+                },
+            ],
+        }],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .unwrap();
+    for path in ["/api/v1/prom/write", "/api/v1/write"] {
+        let r = s
+            .client
+            .post(s.url(path))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+    }
+    let events = s.wait_events("the remote-write alert", |e| !e.is_empty());
+    assert_eq!(events[0]["id"], "load/web1:9100");
+    assert_eq!(events[0]["time"], "2026-01-01T00:00:00Z");
+    assert_eq!(events[0]["data"]["series"][0]["tags"]["job"], "node");
+    // The stale marker is not a point: one point per request.
+    assert_eq!(
+        metric(
+            &s.metrics(),
+            "alertd_points_received_total{endpoint=\"prom_write\"}"
+        ),
+        2.0
+    );
+    let (code, body) = s.write("/api/v1/prom/write", "not snappy");
+    assert_eq!(code, 400);
+    assert!(body.contains("invalid snappy body"), "{body}");
+}

@@ -2,5 +2,6 @@
 //! the HTTP endpoints build on these.
 
 pub mod line_protocol;
+pub mod prom_remote;
 pub mod recording;
 pub mod write;

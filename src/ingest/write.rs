@@ -34,6 +34,9 @@ pub enum WriteError {
     /// Bad `precision` parameter.
     #[error("{0}")]
     BadPrecision(String),
+    /// The body is not in the endpoint's format (e.g. not a snappy protobuf).
+    #[error("{0}")]
+    BadBody(String),
     /// A required parameter is missing.
     #[error("missing required parameter '{0}'")]
     MissingParameter(&'static str),

@@ -27,6 +27,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
+        .route("/api/v1/prom/write", post(prom_write))
+        .route("/api/v1/write", post(prom_write))
         .route("/query", post(query).get(query))
         .route("/ping", get(ping).head(ping))
         .route("/metrics", get(metrics))
@@ -152,6 +154,18 @@ fn ingest(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let body = decode_body(encoding, body, s.config.ingest.max_body_bytes)?;
+    Ok(ingest_decoded(s, endpoint, db, rp, precision, body))
+}
+
+/// Validates a decoded line-protocol body and queues it for the engine.
+fn ingest_decoded(
+    s: &Shared,
+    endpoint: &str,
+    db: &str,
+    rp: &str,
+    precision: Precision,
+    body: Bytes,
+) -> Outcome {
     let ep = EndpointLabel {
         endpoint: endpoint.to_string(),
     };
@@ -160,7 +174,7 @@ fn ingest(
         .get_or_create(&ep)
         .inc_by(body.len() as u64);
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Outcome::Accepted);
+        return Outcome::Accepted;
     }
     let filter = s
         .filter
@@ -180,13 +194,13 @@ fn ingest(
         .get_or_create(&ep)
         .inc_by(v.rejected);
     if !v.batch.lines.is_empty() && !s.submit(v.batch) {
-        return Ok(Outcome::Busy);
+        return Outcome::Busy;
     }
     s.metrics
         .points_accepted
         .get_or_create(&ep)
         .inc_by(v.accepted);
-    Ok(if v.rejected == 0 {
+    if v.rejected == 0 {
         Outcome::Accepted
     } else {
         Outcome::Partial {
@@ -194,7 +208,47 @@ fn ingest(
             rejected: v.rejected,
             problems: v.problems,
         }
-    })
+    }
+}
+
+/// Optional database and retention policy of remote-write points.
+#[derive(Debug, Deserialize)]
+struct PromParams {
+    db: Option<String>,
+    rp: Option<String>,
+}
+
+/// Prometheus remote write: snappy protobuf; points are in database `prometheus`, retention
+/// policy `autogen`, unless `?db=` / `?rp=` say otherwise.
+async fn prom_write(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<PromParams>,
+    body: Bytes,
+) -> Response {
+    use crate::ingest::prom_remote::{RemoteWriteError, decode, to_line_protocol};
+    let endpoint = "prom_write";
+    let db =
+        q.db.filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "prometheus".to_string());
+    let rp =
+        q.rp.filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "autogen".to_string());
+    let outcome = match decode(&body, s.config.ingest.max_body_bytes) {
+        Ok(req) => {
+            let (lp, _stale) = to_line_protocol(&req);
+            Ok(ingest_decoded(
+                &s,
+                endpoint,
+                &db,
+                &rp,
+                Precision::Milliseconds,
+                Bytes::from(lp),
+            ))
+        }
+        Err(RemoteWriteError::TooLarge { limit }) => Err(WriteError::TooLarge { limit }),
+        Err(e) => Err(WriteError::BadBody(e.to_string())),
+    };
+    finish(&s, endpoint, outcome)
 }
 
 fn finish(s: &Shared, endpoint: &str, r: Result<Outcome, WriteError>) -> Response {
@@ -231,6 +285,7 @@ fn finish(s: &Shared, endpoint: &str, r: Result<Outcome, WriteError>) -> Respons
         Err(e) => {
             let (status, field) = match &e {
                 WriteError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, None),
+                WriteError::BadBody(_) => (StatusCode::BAD_REQUEST, Some("body")),
                 WriteError::UnsupportedEncoding(_) | WriteError::BadGzip(_) => {
                     (StatusCode::BAD_REQUEST, Some("Content-Encoding"))
                 }
