@@ -33,6 +33,8 @@ enum Command {
     },
     /// Replay a recording through a rule and print its alert events.
     Test(cli::test::TestArgs),
+    /// Capture the points a running service accepts, for `alertd test --data`.
+    Record(cli::record::RecordArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -59,6 +61,7 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Check { paths } => cli::check::run(&paths)?,
         Command::Test(args) => cli::test::run(&args)?,
+        Command::Record(args) => cli::record::run(&args)?,
     };
     Ok(code)
 }

@@ -533,3 +533,66 @@ stream
     assert_eq!(code, 400);
     assert!(body.contains("invalid snappy body"), "{body}");
 }
+
+#[test]
+fn alertd_record_captures_what_the_service_accepts() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "");
+    let out = dir.join("cpu.lp");
+    let srpl = dir.join("all.srpl");
+    let rec = |args: &[&str], file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_alertd"))
+            .arg("record")
+            .args(["--url", &s.base, "--duration", "3s", "-o"])
+            .arg(file)
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let cpu_only = rec(&["--measurement", "cpu"], &out);
+    let everything = rec(&[], &srpl);
+    // Wait until both recorders are connected, then write like an agent (seconds precision).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&s.metrics(), "alertd_recorders") < 2.0 {
+        assert!(Instant::now() < deadline, "recorders never connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.write("/write?db=telegraf&precision=s", "cpu,host=r usage=95 1767225600\nmem,host=r used=1 1767225600\ncpu,host=r usage=9x 1767225601\n");
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=r usage=10 1767225610\n",
+    );
+    for child in [cpu_only, everything] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let recorded = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        recorded,
+        "cpu,host=r usage=95 1767225600000000000\ncpu,host=r usage=10 1767225610000000000\n"
+    );
+    let all = std::fs::read_to_string(&srpl).unwrap();
+    assert_eq!(all.lines().count(), 9, "{all}");
+    assert!(
+        all.starts_with("telegraf\nautogen\ncpu,host=r usage=95 1767225600000000000\n"),
+        "{all}"
+    );
+    // The recording is a test case.
+    let t = Command::new(env!("CARGO_BIN_EXE_alertd"))
+        .arg("test")
+        .arg(dir.join("rules/cpu.tick"))
+        .arg("--data")
+        .arg(&srpl)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&t.stdout);
+    assert!(
+        stdout.contains("CRITICAL cpu/r") && stdout.contains("OK       cpu/r"),
+        "{stdout}"
+    );
+}

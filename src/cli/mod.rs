@@ -1,6 +1,7 @@
-//! The command line: `alertd check`, `alertd test` and their shared errors.
+//! The command line tools: `alertd check`, `alertd test`, `alertd record`, and their errors.
 
 pub mod check;
+pub mod record;
 pub mod test;
 
 use std::path::PathBuf;

@@ -224,6 +224,42 @@ pub fn validate(
     }
 }
 
+/// The valid lines of a body with their timestamps in nanoseconds (`now` for lines without
+/// one): what `alertd record` captures. Lines that are not valid UTF-8 or do not parse are left
+/// out, as the service rejected them.
+pub fn normalize(
+    body: &[u8],
+    precision: Precision,
+    now: i64,
+    mut keep: impl FnMut(&str) -> bool,
+) -> String {
+    let mut out = String::new();
+    for raw in body.split(|b| *b == b'\n') {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            continue;
+        };
+        let line = line.trim_end_matches('\r');
+        let Ok(p) = parse_line(line, 1) else { continue };
+        if !keep(p.measurement.as_str()) {
+            continue;
+        }
+        let (base, ts) = match p.timestamp {
+            Some(ts) => {
+                let trimmed = line.trim_end();
+                let cut = trimmed.rfind(' ').unwrap_or(trimmed.len());
+                (&trimmed[..cut], precision.to_nanos(ts))
+            }
+            None => (line.trim_end(), Some(now)),
+        };
+        let Some(ts) = ts else { continue };
+        out.push_str(base);
+        out.push(' ');
+        out.push_str(&ts.to_string());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +298,18 @@ mod tests {
             .map(|(s, e)| &text[*s as usize..*e as usize])
             .collect();
         assert_eq!(kept, ["cpu v=1 1", "mem v=2 3"]);
+    }
+
+    #[test]
+    fn normalized_lines_carry_nanosecond_timestamps() {
+        let body = b"cpu,host=a v=1 1767225600\nmem v=2\nbad\ncpu,host=b msg=\"a b\" 1767225601\n";
+        let out = normalize(body, Precision::Seconds, 42, |_| true);
+        assert_eq!(
+            out,
+            "cpu,host=a v=1 1767225600000000000\nmem v=2 42\ncpu,host=b msg=\"a b\" 1767225601000000000\n"
+        );
+        let only_cpu = normalize(body, Precision::Seconds, 42, |m| m == "cpu");
+        assert_eq!(only_cpu.lines().count(), 2);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/-/reload", post(reload))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/record", get(record))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
@@ -184,6 +185,14 @@ fn ingest_decoded(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
+    if s.recordings.receiver_count() > 0 {
+        let lines = crate::ingest::write::normalize(&body, precision, now, |_| true);
+        let _ = s.recordings.send(Arc::new(super::Captured {
+            db: db.into(),
+            rp: rp.into(),
+            lines,
+        }));
+    }
     let v = validate(body, db.into(), rp.into(), precision, now, &filter);
     s.metrics
         .points_received
@@ -366,6 +375,9 @@ async fn ping() -> Response {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    s.metrics
+        .recorders
+        .set(s.recordings.receiver_count() as i64);
     let mut r = s.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -428,4 +440,85 @@ async fn alerts(State(s): State<Arc<Shared>>) -> Response {
             )
         }
     }
+}
+
+/// Parameters of a recording.
+#[derive(Debug, Deserialize)]
+struct RecordParams {
+    measurement: Option<String>,
+    db: Option<String>,
+    duration: Option<String>,
+}
+
+/// Streams the points the service accepts, as Kapacitor stream recording triples (database,
+/// retention policy, point with a nanosecond timestamp), until `duration` has passed.
+async fn record(State(s): State<Arc<Shared>>, Query(q): Query<RecordParams>) -> Response {
+    let duration = match q.duration.as_deref().filter(|d| !d.is_empty()) {
+        None => std::time::Duration::from_secs(60),
+        Some(d) => match crate::rules::parser::parse_duration(d).filter(|n| *n > 0) {
+            Some(ns) => std::time::Duration::from_nanos(ns as u64),
+            None => {
+                return error_json(
+                    StatusCode::BAD_REQUEST,
+                    format!("'{d}' is not a duration such as 10m"),
+                    Some("duration"),
+                );
+            }
+        },
+    };
+    let rx = s.recordings.subscribe();
+    let deadline = tokio::time::Instant::now() + duration;
+    let measurement = q.measurement.filter(|m| !m.is_empty());
+    let db = q.db.filter(|d| !d.is_empty());
+    let stream = futures_util::stream::unfold(rx, move |mut rx| {
+        let measurement = measurement.clone();
+        let db = db.clone();
+        async move {
+            loop {
+                let next = tokio::time::timeout_at(deadline, rx.recv()).await;
+                let chunk = match next {
+                    Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                        return None;
+                    }
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                        tracing::warn!(
+                            dropped = n,
+                            "A recorder fell behind; batches were skipped."
+                        );
+                        continue;
+                    }
+                    Ok(Ok(c)) => c,
+                };
+                if db.as_deref().is_some_and(|d| d != &*chunk.db) {
+                    continue;
+                }
+                let mut out = String::new();
+                for line in chunk.lines.lines() {
+                    if let Some(m) = &measurement {
+                        let name = crate::ingest::line_protocol::parse_line(line, 1)
+                            .ok()
+                            .map(|p| p.measurement.as_str().to_string());
+                        if name.as_deref() != Some(m.as_str()) {
+                            continue;
+                        }
+                    }
+                    out.push_str(&chunk.db);
+                    out.push('\n');
+                    out.push_str(&chunk.rp);
+                    out.push('\n');
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                if !out.is_empty() {
+                    return Some((Ok::<_, std::convert::Infallible>(out), rx));
+                }
+            }
+        }
+    });
+    let mut r = axum::body::Body::from_stream(stream).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }

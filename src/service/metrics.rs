@@ -94,6 +94,8 @@ pub struct Metrics {
     pub sqlite_write_seconds: Histogram,
     /// Resident memory of the process.
     pub resident_memory_bytes: Gauge,
+    /// `alertd record` clients connected.
+    pub recorders: Gauge,
     registry: Registry,
 }
 
@@ -127,6 +129,7 @@ impl Metrics {
             sqlite_errors: Counter::default(),
             sqlite_write_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             resident_memory_bytes: Gauge::default(),
+            recorders: Gauge::default(),
             registry: Registry::with_prefix("alertd"),
         };
         let r = &mut m.registry;
@@ -224,6 +227,11 @@ impl Metrics {
             "sqlite_write_seconds",
             "Time to commit a batch of alert events",
             m.sqlite_write_seconds.clone(),
+        );
+        r.register(
+            "recorders",
+            "alertd record clients connected",
+            m.recorders.clone(),
         );
         r.register(
             "process_resident_memory_bytes",

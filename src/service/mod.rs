@@ -60,6 +60,19 @@ pub struct Shared {
     pub storage: Storage,
     /// True once rules are loaded and the database is open.
     pub ready: AtomicBool,
+    /// Accepted points for `alertd record` subscribers (only filled while someone listens).
+    pub recordings: tokio::sync::broadcast::Sender<Arc<Captured>>,
+}
+
+/// Points a write accepted, normalized to nanosecond timestamps, for recorders.
+#[derive(Debug)]
+pub struct Captured {
+    /// Database.
+    pub db: Arc<str>,
+    /// Retention policy.
+    pub rp: Arc<str>,
+    /// Line protocol, one point per line.
+    pub lines: String,
 }
 
 impl Shared {
@@ -117,6 +130,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         metrics: metrics.clone(),
         storage,
         ready: AtomicBool::new(false),
+        recordings: tokio::sync::broadcast::channel(1024).0,
     });
     let engine =
         engine_thread::EngineThread::start(shared.clone(), work_rx, event_tx, loaded, stored)
