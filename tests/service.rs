@@ -596,3 +596,54 @@ fn alertd_record_captures_what_the_service_accepts() {
         "{stdout}"
     );
 }
+
+#[test]
+fn wall_clock_deadman_and_window_close_for_silent_hosts() {
+    let deadman = r#"
+stream
+    |from()
+        .measurement('heartbeat')
+        .groupBy('host')
+    |deadman(0.0, 1s)
+        .id('dead/{{ index .Tags "host" }}')
+        .stateChangesOnly()
+"#;
+    let window = r#"
+stream
+    |from()
+        .measurement('requests')
+        .groupBy('host')
+    |window()
+        .period(2s)
+        .every(2s)
+    |count('n')
+    |alert()
+        .id('requests/{{ index .Tags "host" }}')
+        .info(lambda: "count" > 0)
+"#;
+    let (_tmp, dir) = workdir(&[("deadman.tick", deadman), ("window.tick", window)]);
+    let s = Server::start(&dir, "[rules]\ngrace = \"500ms\"\n");
+    // One heartbeat, then silence; three requests in one window, then silence. No timestamps:
+    // the points get the time they arrive.
+    assert_eq!(
+        s.write("/write?db=telegraf", "heartbeat,host=once up=1i\n")
+            .0,
+        204
+    );
+    assert_eq!(
+        s.write(
+            "/write?db=telegraf",
+            "requests,host=quiet n=1i\nrequests,host=quiet n=1i\nrequests,host=quiet n=1i\n"
+        )
+        .0,
+        204
+    );
+    let events = s.wait_events("the deadman and the wall-clock window", |e| {
+        e.iter().any(|e| e["id"] == "dead/once") && e.iter().any(|e| e["id"] == "requests/quiet")
+    });
+    let dead = events.iter().find(|e| e["id"] == "dead/once").unwrap();
+    assert_eq!(dead["level"], "CRITICAL");
+    let window = events.iter().find(|e| e["id"] == "requests/quiet").unwrap();
+    assert_eq!(window["level"], "INFO");
+    assert_eq!(window["data"]["series"][0]["values"][0][1], 3, "{window}");
+}
