@@ -76,14 +76,10 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     eprintln!("recording from {} for {}...", args.url, args.duration);
     let mut lines = BufReader::new(resp).lines();
     let mut points = 0u64;
-    loop {
-        let (Some(db), Some(rp), Some(point)) = (lines.next(), lines.next(), lines.next()) else {
-            break;
-        };
-        let (Ok(db), Ok(rp), Ok(point)) = (db, rp, point) else {
-            // The stream ends with the duration; a cut connection ends it too.
-            break;
-        };
+    // The stream ends with the duration (a cut connection ends it too).
+    while let (Some(Ok(db)), Some(Ok(rp)), Some(Ok(point))) =
+        (lines.next(), lines.next(), lines.next())
+    {
         if srpl {
             writeln!(out, "{db}\n{rp}\n{point}").map_err(io)?;
         } else {
