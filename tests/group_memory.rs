@@ -89,3 +89,35 @@ fn idle_group_state_of_a_windowed_mean_rule_is_under_1_kib() {
         "measurement looks wrong: {per_group:.0} bytes per group"
     );
 }
+
+#[test]
+fn series_of_a_long_lived_group_are_forgotten_when_idle() {
+    // One host whose containers come and go: the group lives on, each container's series idles.
+    let rule =
+        "stream|from().measurement('docker').groupBy('host')|alert().crit(lambda: \"cpu\" > 90)";
+    let plan = Arc::new(compile_source("docker", rule).expect("rule compiles"));
+    let cfg = TaskConfig {
+        group_expiry: 60_000_000_000,
+    };
+    let mut engine = Engine::new(vec![plan], &cfg);
+    let mut line = String::new();
+    let mut sizes = Vec::new();
+    for c in 0..20_000i64 {
+        let t = c * 10_000_000_000; // a new container every 10 s
+        line.clear();
+        line.push_str(&format!("docker,host=h1,container=c{c:06} cpu=1 {t}"));
+        engine.process(None, None, &parse_line(&line, 1).unwrap(), t);
+        let _ = engine.drain_events();
+        if c % 5_000 == 4_999 {
+            sizes.push(engine.tasks()[0].state_bytes());
+        }
+    }
+    assert_eq!(engine.tasks()[0].groups(), 1);
+    // 20,000 containers seen, about 6 alive within the expiry: the state must not grow with them.
+    let (first, last) = (sizes[0], *sizes.last().unwrap());
+    assert!(
+        last <= first + 4096,
+        "state grew from {first} to {last} bytes: {sizes:?}"
+    );
+    assert!(last < 64 * 1024, "{last} bytes for one group");
+}

@@ -8,7 +8,6 @@
 //! The deadman counts the points each group sends per interval on the task's clock and alerts
 //! when a group that was seen falls to the threshold.
 
-use smallvec::SmallVec;
 use std::sync::Arc;
 
 use super::event::{AlertEvent, EventData, FieldMap, TagMap, TemplateData};
@@ -32,7 +31,9 @@ struct AlertState {
     last_triggered: i64,
     last_event_level: Level,
     lambda_states: Vec<LambdaState>,
-    id_cache: Option<(usize, Arc<str>)>,
+    /// The rendered id and the tag set it was rendered for (held, so its address cannot be
+    /// reused by another tag set while cached).
+    id_cache: Option<(Tags, Arc<str>)>,
 }
 
 impl AlertState {
@@ -219,6 +220,7 @@ impl AlertRt {
         })
     }
 
+    /// Evaluates a condition; an evaluation error is counted and gives `on_error`.
     fn test(
         &self,
         l: &Lambda,
@@ -226,6 +228,18 @@ impl AlertRt {
         states: &mut [LambdaState],
         slot: usize,
         ctx: &mut Ctx,
+    ) -> bool {
+        self.test_or(l, p, states, slot, ctx, false)
+    }
+
+    fn test_or(
+        &self,
+        l: &Lambda,
+        p: &Point,
+        states: &mut [LambdaState],
+        slot: usize,
+        ctx: &mut Ctx,
+        on_error: bool,
     ) -> bool {
         let r = match states.get_mut(slot) {
             Some(st) => l.eval_bool(p, st),
@@ -235,7 +249,7 @@ impl AlertRt {
             Ok(b) => b,
             Err(e) => {
                 ctx.stats.error(&ctx.task, &e);
-                false
+                on_error
             }
         }
     }
@@ -265,8 +279,9 @@ impl AlertRt {
                 return Level::from_index(l);
             }
         }
+        // A reset that fails to evaluate does not hold the level (Kapacitor moves on too).
         if let Some(reset) = &self.spec.resets[cur]
-            && !self.test(reset, p, states, slot(cur, true), ctx)
+            && !self.test_or(reset, p, states, slot(cur, true), ctx, true)
         {
             return current;
         }
@@ -434,7 +449,6 @@ impl AlertRt {
         let group = ctx.group_id(g);
         let task = ctx.task.clone();
         let spec = self.spec.clone();
-        let tags_key = Arc::as_ptr(tags) as *const u8 as usize;
         let st = self.state(g);
         let duration = st.duration();
         let previous = st.last_event_level;
@@ -442,7 +456,7 @@ impl AlertRt {
         let cached = st
             .id_cache
             .as_ref()
-            .filter(|(k, _)| *k == tags_key)
+            .filter(|(k, _)| Arc::ptr_eq(k, tags))
             .map(|(_, id)| id.clone());
         let id: Arc<str> = match cached {
             Some(id) => id,
@@ -462,7 +476,7 @@ impl AlertRt {
                 };
                 let id: Arc<str> = render(&spec.id, &td, ctx).into();
                 if self.id_per_group {
-                    self.state(g).id_cache = Some((tags_key, id.clone()));
+                    self.state(g).id_cache = Some((tags.clone(), id.clone()));
                 }
                 id
             }
@@ -580,16 +594,16 @@ impl DeadmanRt {
             Msg::Batch(b) => (b.group, b.time),
         };
         let i = self.interval;
-        if self.next_tick == i64::MIN {
-            self.next_tick = t.div_euclid(i).saturating_add(1).saturating_mul(i);
-        }
         let bucket = t.div_euclid(i);
+        if self.next_tick == i64::MIN {
+            self.next_tick = boundary(bucket.saturating_add(1), i);
+        }
         let dg = self.groups.get_or_insert_with(g, || {
             // The first interval the group was watched for whole.
             let start = if t.rem_euclid(i) == 0 {
                 t
             } else {
-                (bucket + 1) * i
+                boundary(bucket.saturating_add(1), i)
             };
             DeadmanGroup {
                 bucket,
@@ -604,49 +618,79 @@ impl DeadmanRt {
         dg.count += 1;
     }
 
-    /// Evaluates every interval boundary up to `now`.
-    pub(crate) fn tick(&mut self, now: i64, ctx: &mut Ctx, out: &mut Out) {
-        if self.next_tick == i64::MIN {
+    /// Evaluates the interval boundaries up to `now`. A group is not evaluated at boundaries past
+    /// its own expiry (`last_seen + expiry`): by then it is dropped. After a gap of many
+    /// intervals each group is evaluated only where its level can change: the boundary closing
+    /// its last active interval, the first boundary after a whole silent one, and the latest.
+    pub(crate) fn tick(&mut self, now: i64, expiry: i64, ctx: &mut Ctx, out: &mut Out) {
+        if self.next_tick == i64::MIN || self.next_tick == i64::MAX || self.next_tick > now {
             return;
         }
         let i = self.interval;
-        // After a long gap only the latest boundaries matter.
-        if now.saturating_sub(self.next_tick) / i > 2 {
-            self.next_tick = (now.div_euclid(i) - 1) * i;
-        }
-        while self.next_tick <= now {
-            let b = self.next_tick;
-            let due: SmallVec<[(GroupId, u64); 16]> = self
-                .groups
-                .iter()
-                .filter(|(_, dg)| b >= dg.first_eval)
-                .map(|(g, dg)| {
-                    (
-                        g,
-                        if dg.bucket == b.div_euclid(i) - 1 {
-                            dg.count
-                        } else {
-                            0
-                        },
-                    )
-                })
-                .collect();
-            for (g, count) in due {
-                let Some(entry) = ctx.groups.get(g) else {
-                    continue;
-                };
-                let mut fields = Fields::new();
-                fields.push((self.emitted.clone(), Value::Float(count as f64)));
-                let p = Point {
-                    name: entry.name.clone(),
-                    time: b,
-                    tags: entry.tags.clone(),
-                    fields,
-                    group: g,
-                };
-                self.alert.point(p, ctx, out);
+        let last = boundary(now.div_euclid(i), i);
+        let first = self.next_tick;
+        let steps = (i128::from(last) - i128::from(first)) / i128::from(i) + 1;
+        let mut due: Vec<(i64, GroupId, u64)> = Vec::new();
+        for (g, dg) in self.groups.iter() {
+            let Some(entry) = ctx.groups.get(g) else {
+                continue;
+            };
+            let until = entry.last_seen.saturating_add(expiry);
+            let count_at = |b: i64| {
+                if dg.bucket == b.div_euclid(i) - 1 {
+                    dg.count
+                } else {
+                    0
+                }
+            };
+            let mut consider = |b: i64| {
+                if b >= first && b <= last && b >= dg.first_eval && b <= until {
+                    due.push((b, g, count_at(b)));
+                }
+            };
+            if steps <= 3 {
+                let mut b = first;
+                while b <= last {
+                    consider(b);
+                    match b.checked_add(i) {
+                        Some(n) => b = n,
+                        None => break,
+                    }
+                }
+            } else {
+                let active_end = boundary(dg.bucket.saturating_add(1), i);
+                consider(active_end);
+                consider(active_end.saturating_add(i));
+                if last != active_end && last != active_end.saturating_add(i) {
+                    consider(last);
+                }
             }
-            self.next_tick = b.saturating_add(i);
         }
+        due.sort_by_key(|(b, g, _)| (*b, *g));
+        due.dedup_by_key(|(b, g, _)| (*b, *g));
+        for (b, g, count) in due {
+            let Some(entry) = ctx.groups.get(g) else {
+                continue;
+            };
+            let mut fields = Fields::new();
+            fields.push((self.emitted.clone(), Value::Float(count as f64)));
+            let p = Point {
+                name: entry.name.clone(),
+                time: b,
+                tags: entry.tags.clone(),
+                fields,
+                group: g,
+            };
+            self.alert.point(p, ctx, out);
+        }
+        // i64::MAX marks that no later boundary is representable.
+        self.next_tick = last.checked_add(i).unwrap_or(i64::MAX);
     }
+}
+
+/// The start of interval `index` of length `i`, clamped to the i64 range.
+fn boundary(index: i64, i: i64) -> i64 {
+    index
+        .checked_mul(i)
+        .unwrap_or(if index < 0 { i64::MIN + 1 } else { i64::MAX })
 }

@@ -288,18 +288,29 @@ struct WinState {
     since_emit: i64,
 }
 
+/// Nanoseconds from 0001-01-01T00:00:00Z to the Unix epoch: Go's `Time.Truncate` (which
+/// Kapacitor's `.align()` uses) counts from there, so periods that do not divide a day evenly
+/// (a week, 7m, 25h) align as they do in Kapacitor.
+const YEAR_ONE_TO_UNIX_NS: i128 = 62_135_596_800 * 1_000_000_000;
+
 fn truncate(t: i64, d: i64) -> i64 {
-    if d <= 0 { t } else { t - t.rem_euclid(d) }
+    if d <= 0 {
+        return t;
+    }
+    let abs = i128::from(t) + YEAR_ONE_TO_UNIX_NS;
+    let truncated = abs - abs.rem_euclid(i128::from(d)) - YEAR_ONE_TO_UNIX_NS;
+    i64::try_from(truncated).unwrap_or(if truncated < 0 { i64::MIN } else { i64::MAX })
 }
 
 impl WindowRt {
     fn point(&mut self, p: Point, ctx: &mut Ctx, out: &mut Out) {
         let spec = &self.spec;
         if spec.period_count > 0 {
-            return self.count_point(p, out);
+            return self.count_point(p, ctx, out);
         }
         let t = p.time;
-        let st = self.groups.get_or_insert_with(p.group, || {
+        let group = p.group;
+        let st = self.groups.get_or_insert_with(group, || {
             let next_emit = if spec.fill_period {
                 let first = t.saturating_add(spec.every.max(spec.period));
                 if spec.align {
@@ -325,23 +336,23 @@ impl WindowRt {
             // Emit on every point: the window (t - period, t].
             st.buf.push_back(p);
             if t >= st.next_emit {
-                let oldest = t - spec.period;
+                let oldest = t.saturating_sub(spec.period);
                 while st.buf.front().is_some_and(|q| q.time <= oldest) {
                     st.buf.pop_front();
                 }
                 st.next_emit = t;
-                let b = batch_of(st, t, ctx);
+                let b = batch_of(st, group, t, ctx);
                 out.push(Msg::Batch(b));
             }
             return;
         }
         if t >= st.next_emit {
             let end = st.next_emit;
-            let oldest = end - spec.period;
+            let oldest = end.saturating_sub(spec.period);
             while st.buf.front().is_some_and(|q| q.time < oldest) {
                 st.buf.pop_front();
             }
-            let b = batch_of(st, end, ctx);
+            let b = batch_of(st, group, end, ctx);
             st.next_emit = t.saturating_add(spec.every);
             if spec.align {
                 st.next_emit = truncate(st.next_emit, spec.every);
@@ -361,7 +372,7 @@ impl WindowRt {
         st.buf.push_back(p);
     }
 
-    fn count_point(&mut self, p: Point, out: &mut Out) {
+    fn count_point(&mut self, p: Point, ctx: &Ctx, out: &mut Out) {
         let spec = &self.spec;
         let group = p.group;
         let st = self.groups.get_or_insert_with(group, || WinState {
@@ -378,14 +389,7 @@ impl WindowRt {
         if st.since_emit >= spec.every_count && full {
             st.since_emit = 0;
             let time = st.buf.back().map_or(0, |q| q.time);
-            let first = &st.buf[0];
-            out.push(Msg::Batch(Batch {
-                name: first.name.clone(),
-                time,
-                tags: first.tags.clone(),
-                group,
-                points: st.buf.iter().cloned().collect(),
-            }));
+            out.push(Msg::Batch(batch_of(st, group, time, ctx)));
         }
     }
 
@@ -404,12 +408,12 @@ impl WindowRt {
         for g in due {
             if let Some(mut st) = self.groups.remove(g) {
                 let end = st.next_emit;
-                let oldest = end - self.spec.period;
+                let oldest = end.saturating_sub(self.spec.period);
                 while st.buf.front().is_some_and(|q| q.time < oldest) {
                     st.buf.pop_front();
                 }
                 if !st.buf.is_empty() {
-                    out.push(Msg::Batch(batch_of(&st, end, ctx)));
+                    out.push(Msg::Batch(batch_of(&st, g, end, ctx)));
                 }
             }
         }
@@ -419,26 +423,30 @@ impl WindowRt {
         if self.spec.period_count > 0 || self.spec.every == 0 {
             return;
         }
-        for (_, st) in self.groups.iter_mut() {
+        for (g, st) in self.groups.iter_mut() {
             if st.buf.is_empty() {
                 continue;
             }
             let end = st.next_emit;
-            let oldest = end - self.spec.period;
+            let oldest = end.saturating_sub(self.spec.period);
             while st.buf.front().is_some_and(|q| q.time < oldest) {
                 st.buf.pop_front();
             }
-            let b = batch_of(st, end, ctx);
+            let b = batch_of(st, g, end, ctx);
             st.buf.clear();
             out.push(Msg::Batch(b));
         }
     }
 }
 
-fn batch_of(st: &WinState, time: i64, ctx: &Ctx) -> Batch {
-    let first = st.buf.front();
-    let group = first.map_or(0, |p| p.group);
-    let name = first.map_or_else(|| Name::from(""), |p| p.name.clone());
+/// The window of `group` as a batch stamped `time`, with the group's tags and measurement
+/// (known even when the window is empty).
+fn batch_of(st: &WinState, group: GroupId, time: i64, ctx: &Ctx) -> Batch {
+    let name = match (st.buf.front(), ctx.groups.get(group)) {
+        (Some(p), _) => p.name.clone(),
+        (None, Some(e)) => e.name.clone(),
+        (None, None) => Name::from(""),
+    };
     Batch {
         name,
         time,
@@ -496,6 +504,44 @@ struct AggState {
     prev_value: Option<Value>,
     ring: VecDeque<f64>,
     sum: f64,
+    int_sum: i64,
+}
+
+/// A value as a hash key (floats by their bits, so `distinct` and `mode` need no pairwise scan).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ValueKey {
+    Float(u64),
+    Int(i64),
+    Str(Arc<str>),
+    Bool(bool),
+    Duration(i64),
+    Time(i64),
+}
+
+impl ValueKey {
+    fn of(v: &Value) -> ValueKey {
+        match v {
+            // -0.0 and 0.0 are the same value.
+            Value::Float(f) => ValueKey::Float(if *f == 0.0 { 0 } else { f.to_bits() }),
+            Value::Int(i) => ValueKey::Int(*i),
+            Value::Str(s) => ValueKey::Str(s.clone()),
+            Value::Bool(b) => ValueKey::Bool(*b),
+            Value::Duration(d) => ValueKey::Duration(*d),
+            Value::Time(t) => ValueKey::Time(*t),
+        }
+    }
+}
+
+/// Orders values of the same kind (numbers numerically, strings lexically).
+fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
+        (Value::Str(x), Value::Str(y)) => x.cmp(y),
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => a.to_string().cmp(&b.to_string()),
+        },
+    }
 }
 
 impl AggRt {
@@ -522,7 +568,14 @@ impl AggRt {
                 // derivative has none).
                 if fields.len() == n {
                     let mut q = p;
-                    q.fields = fields;
+                    if matches!(self.spec.func, AggFunc::Derivative { .. }) {
+                        // derivative keeps the point's fields and adds the rate, as Kapacitor's does.
+                        for (k, v) in fields {
+                            q.set_field(k, v);
+                        }
+                    } else {
+                        q.fields = fields;
+                    }
                     out.push(Msg::Point(q));
                 }
             }
@@ -570,10 +623,9 @@ impl AggRt {
         let mut points = Vec::new();
         match self.spec.func {
             AggFunc::Distinct => {
-                let mut seen: Vec<Value> = Vec::new();
+                let mut seen: rustc_hash::FxHashSet<ValueKey> = rustc_hash::FxHashSet::default();
                 for (t, v) in values {
-                    if !seen.contains(&v) {
-                        seen.push(v.clone());
+                    if seen.insert(ValueKey::of(&v)) {
                         points.push(make(if self.spec.use_point_times { t } else { b.time }, v));
                     }
                 }
@@ -596,7 +648,14 @@ impl AggRt {
                     }
                     if fields.len() == n {
                         let mut q = make(p.time, Value::Int(0));
-                        q.fields = fields;
+                        if matches!(self.spec.func, AggFunc::Derivative { .. }) {
+                            q.fields = p.fields.clone();
+                            for (k, v) in fields {
+                                q.set_field(k, v);
+                            }
+                        } else {
+                            q.fields = fields;
+                        }
                         points.push(q);
                     }
                 }
@@ -647,7 +706,7 @@ fn stream_step(
         AggFunc::Derivative { unit, non_negative } => {
             let prev = st.prev.replace((p.time, x));
             let (t0, x0) = prev?;
-            let dt = p.time - t0;
+            let dt = p.time.saturating_sub(t0);
             if dt <= 0 {
                 return None;
             }
@@ -667,10 +726,12 @@ fn stream_step(
         }
         AggFunc::CumulativeSum => {
             st.sum += x;
-            Some(if matches!(v, Value::Int(_)) {
-                Value::Int(st.sum as i64)
-            } else {
-                Value::Float(st.sum)
+            Some(match v {
+                Value::Int(i) => {
+                    st.int_sum = st.int_sum.wrapping_add(*i);
+                    Value::Int(st.int_sum)
+                }
+                _ => Value::Float(st.sum),
             })
         }
         _ => None,
@@ -751,6 +812,25 @@ fn reduce(func: AggFunc, values: &[(i64, Value)]) -> Result<(Option<i64>, Value)
                 }),
             )
         }
+        AggFunc::Min | AggFunc::Max if all_int => {
+            // Integers compare exactly (f64 cannot tell 2^53 from 2^53 + 1).
+            let ints: Vec<i64> = values
+                .iter()
+                .map(|(_, v)| if let Value::Int(i) = v { *i } else { 0 })
+                .collect();
+            let mut best = 0;
+            for i in 1..ints.len() {
+                let better = if func == AggFunc::Min {
+                    ints[i] < ints[best]
+                } else {
+                    ints[i] > ints[best]
+                };
+                if better {
+                    best = i;
+                }
+            }
+            (Some(values[best].0), values[best].1.clone())
+        }
         AggFunc::Min | AggFunc::Max => {
             let n = nums()?;
             let mut best = 0;
@@ -770,6 +850,13 @@ fn reduce(func: AggFunc, values: &[(i64, Value)]) -> Result<(Option<i64>, Value)
         AggFunc::Last => {
             let (t, v) = &values[values.len() - 1];
             (Some(*t), v.clone())
+        }
+        AggFunc::Spread if all_int => {
+            let ints = values
+                .iter()
+                .map(|(_, v)| if let Value::Int(i) = v { *i } else { 0 });
+            let (lo, hi) = ints.fold((i64::MAX, i64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            (None, Value::Int(hi.saturating_sub(lo)))
         }
         AggFunc::Spread => {
             let n = nums()?;
@@ -806,14 +893,16 @@ fn reduce(func: AggFunc, values: &[(i64, Value)]) -> Result<(Option<i64>, Value)
             (Some(*t), v.clone())
         }
         AggFunc::Mode => {
-            let mut best: Option<(&Value, usize)> = None;
+            // The most frequent value; ties go to the smallest value, as in Kapacitor.
+            let mut counts: rustc_hash::FxHashMap<ValueKey, (usize, &Value)> =
+                rustc_hash::FxHashMap::default();
             for (_, v) in values {
-                let c = values.iter().filter(|(_, w)| w == v).count();
-                if best.is_none_or(|(_, bc)| c > bc) {
-                    best = Some((v, c));
-                }
+                counts.entry(ValueKey::of(v)).or_insert((0, v)).0 += 1;
             }
-            (None, best.map_or(Value::Int(0), |(v, _)| v.clone()))
+            let best = counts
+                .into_values()
+                .max_by(|(ca, a), (cb, b)| ca.cmp(cb).then_with(|| compare_values(b, a)));
+            (None, best.map_or(Value::Int(0), |(_, v)| v.clone()))
         }
         _ => return Err(format!("{} is not a reducer", func_name(func))),
     })

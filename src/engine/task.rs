@@ -211,6 +211,9 @@ struct SeriesEntry {
     generation: u32,
     name: Name,
     tags: Tags,
+    /// Event time of the series' latest point: a series idle past the expiry is forgotten even
+    /// while its group lives on (containers come and go under one host).
+    last_seen: i64,
 }
 
 struct Source {
@@ -310,6 +313,10 @@ fn group_key(spec: &GroupSpec, name: &str, dims: &[(Name, Arc<str>)]) -> String 
 }
 
 fn group_id_string(spec: &GroupSpec, name: &str, dims: &[(Name, Arc<str>)]) -> Arc<str> {
+    // By measurement alone the id is just the measurement, as in Kapacitor.
+    if spec.by_measurement && dims.is_empty() {
+        return name.into();
+    }
     let key = group_key(spec, name, dims);
     if key.is_empty() {
         "nil".into()
@@ -329,8 +336,10 @@ impl Task {
             .enumerate()
             .map(|(i, n)| {
                 match &n.kind {
-                    NodeKind::Window(w) => longest = longest.max(2 * w.period.max(w.every)),
-                    NodeKind::Deadman(d) => longest = longest.max(3 * d.interval),
+                    NodeKind::Window(w) => {
+                        longest = longest.max(w.period.max(w.every).saturating_mul(2))
+                    }
+                    NodeKind::Deadman(d) => longest = longest.max(d.interval.saturating_mul(3)),
                     _ => {}
                 }
                 nodes::build(&plan, i, &mut names)
@@ -465,17 +474,22 @@ impl Task {
             time -= time.rem_euclid(src.spec.truncate);
         } else if src.spec.round > 0 {
             let r = src.spec.round;
-            time = (time + r / 2).div_euclid(r) * r;
+            let rounded =
+                (i128::from(time) + i128::from(r / 2)).div_euclid(i128::from(r)) * i128::from(r);
+            time = i64::try_from(rounded).unwrap_or(time);
         }
         let ctx = &mut self.ctx;
         ctx.stats.points_matched += 1;
-        let cached = src.series.get(&series_hash).filter(|e| {
+        let cached = src.series.get_mut(&series_hash).filter(|e| {
             &*e.key == line.series_key
                 && ctx.groups.generation(e.group) == e.generation
                 && ctx.groups.get(e.group).is_some()
         });
         let (group, name, tags) = match cached {
-            Some(e) => (e.group, e.name.clone(), e.tags.clone()),
+            Some(e) => {
+                e.last_seen = e.last_seen.max(time);
+                (e.group, e.name.clone(), e.tags.clone())
+            }
             None => {
                 let name = ctx.names.get(line.measurement.as_str());
                 let line_tags = line.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -512,6 +526,7 @@ impl Task {
                         generation: ctx.groups.generation(group),
                         name: name.clone(),
                         tags: tags.clone(),
+                        last_seen: time,
                     },
                 );
                 (group, name, tags)
@@ -572,23 +587,23 @@ impl Task {
             return;
         }
         self.ctx.clock = now;
-        // Expire first, so a group past its expiry gets no further deadman check.
-        if now >= self.next_expiry_check {
-            if self.next_expiry_check != i64::MIN {
-                self.expire(now.saturating_sub(self.expiry));
-            }
-            self.next_expiry_check = now.saturating_add((self.expiry / 4).max(1));
-        }
+        // Deadman checks first (each group only up to its own expiry), then expiry.
         for i in 0..self.nodes.len() {
             if let RNode::Deadman(_) = &self.nodes[i] {
                 let mut out = nodes::Out::new();
                 if let RNode::Deadman(d) = &mut self.nodes[i] {
-                    d.tick(now, &mut self.ctx, &mut out);
+                    d.tick(now, self.expiry, &mut self.ctx, &mut out);
                 }
                 for m in out {
                     self.emit(i, m);
                 }
             }
+        }
+        if now >= self.next_expiry_check {
+            if self.next_expiry_check != i64::MIN {
+                self.expire(now.saturating_sub(self.expiry));
+            }
+            self.next_expiry_check = now.saturating_add((self.expiry / 4).max(1));
         }
     }
 
@@ -602,15 +617,18 @@ impl Task {
             }
             self.ctx.groups.remove(g);
         }
-        if !idle.is_empty() {
-            let groups = &self.ctx.groups;
-            for s in &mut self.sources {
-                s.series.retain(|_, e| {
-                    groups.get(e.group).is_some() && groups.generation(e.group) == e.generation
-                });
+        let groups = &self.ctx.groups;
+        for s in &mut self.sources {
+            s.series.retain(|_, e| {
+                e.last_seen >= cutoff
+                    && groups.get(e.group).is_some()
+                    && groups.generation(e.group) == e.generation
+            });
+            if s.series.capacity() > 64 && s.series.capacity() > 4 * s.series.len() {
+                s.series.shrink_to_fit();
             }
-            self.ctx.stats.groups_expired += idle.len() as u64;
         }
+        self.ctx.stats.groups_expired += idle.len() as u64;
         idle.len()
     }
 
@@ -712,6 +730,15 @@ fn needed_fields(plan: &TaskPlan, node: usize) -> Option<Vec<String>> {
                 if a.func.is_reducer() || matches!(a.func, AggFunc::Distinct) =>
             {
                 Some(vec![a.field.clone()])
+            }
+            // derivative passes the point's other fields on; the other transformations emit
+            // only their results.
+            NodeKind::Aggregate(a) if matches!(a.func, AggFunc::Derivative { .. }) => {
+                needed_fields(plan, c).map(|mut v| {
+                    v.push(a.field.clone());
+                    v.extend(a.more.iter().map(|(f, _)| f.clone()));
+                    v
+                })
             }
             NodeKind::Aggregate(a) => Some(
                 std::iter::once(a.field.clone())

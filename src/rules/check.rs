@@ -1484,10 +1484,10 @@ fn set_alert_property(
         "infoReset" | "warnReset" | "critReset" => spec.resets[level_of(prop)] = next().lambda(),
         "history" => {
             let h = next().dur();
-            if h < 2 {
+            if !(2..=MAX_HISTORY).contains(&h) {
                 return Err(Diagnostic::new(
                     pos,
-                    format!("history must be at least 2, got {h}"),
+                    format!("history must be between 2 and {MAX_HISTORY}, got {h}"),
                 ));
             }
             spec.history = h as usize;
@@ -1524,6 +1524,9 @@ fn set_alert_property(
     }
     Ok(())
 }
+
+/// Largest `.history(n)`: every group keeps n levels and scans them per point.
+const MAX_HISTORY: i64 = 1000;
 
 fn group_spec(mut tags: Vec<String>, all: bool) -> GroupSpec {
     tags.sort();
