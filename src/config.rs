@@ -74,6 +74,9 @@ pub struct IngestConfig {
     /// Batches of points waiting for the rules engine. When the queue is full, writes get 429
     /// with `Retry-After` instead of growing memory.
     pub queue_batches: usize,
+    /// Bytes of request bodies waiting for the rules engine; past it writes get 429 too, so the
+    /// queue's memory is bounded whatever the batch size.
+    pub queue_bytes: usize,
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     pub retry_after_secs: u64,
 }
@@ -83,6 +86,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_body_bytes: 25 * 1024 * 1024,
             queue_batches: 256,
+            queue_bytes: 64 * 1024 * 1024,
             retry_after_secs: 1,
         }
     }

@@ -35,6 +35,8 @@ enum Command {
     Test(cli::test::TestArgs),
     /// Capture the points a running service accepts, for `alertd test --data`.
     Record(cli::record::RecordArgs),
+    /// Load generator: replay line protocol over HTTP like a fleet of agents.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Check { paths } => cli::check::run(&paths)?,
         Command::Test(args) => cli::test::run(&args)?,
         Command::Record(args) => cli::record::run(&args)?,
+        Command::Bench(args) => cli::bench::run(&args)?,
     };
     Ok(code)
 }

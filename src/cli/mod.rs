@@ -1,5 +1,6 @@
 //! The command line tools: `alertd check`, `alertd test`, `alertd record`, and their errors.
 
+pub mod bench;
 pub mod check;
 pub mod record;
 pub mod test;

@@ -166,10 +166,14 @@ impl State {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(Work::Write(batch)) => {
-                    let depth = self.shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-                    self.shared.metrics.ingest_queue_depth.set(depth as i64);
                     self.write(&batch);
                     self.forward_events();
+                    // A batch counts as queued until it has been evaluated.
+                    let depth = self.shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
+                    self.shared
+                        .queued_bytes
+                        .fetch_sub(batch.body.len(), Ordering::Relaxed);
+                    self.shared.metrics.ingest_queue_depth.set(depth as i64);
                 }
                 Ok(Work::Reload(loaded, reply)) => {
                     self.apply(loaded, None);

@@ -50,6 +50,8 @@ pub struct Shared {
     pub work: std::sync::mpsc::SyncSender<Work>,
     /// Batches queued and not yet taken by the engine.
     pub queued: AtomicUsize,
+    /// Body bytes of the queued batches.
+    pub queued_bytes: AtomicUsize,
     /// Measurements some rule reads (replaced on reload).
     pub filter: RwLock<Arc<MeasurementFilter>>,
     /// Rule status as of the last load/reload and engine tick.
@@ -79,11 +81,15 @@ impl Shared {
     /// Queues a batch for the engine without waiting; false when the queue is full.
     pub fn submit(&self, batch: WriteBatch) -> bool {
         // Count before sending: the engine thread may take the batch (and decrement) at once.
+        let size = batch.body.len();
         let depth = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
-        if depth > self.config.ingest.queue_batches
-            || self.work.try_send(Work::Write(batch)).is_err()
-        {
+        let bytes = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        // One batch always fits, so a body under the size limit is never refused forever.
+        let over = depth > self.config.ingest.queue_batches
+            || (bytes > self.config.ingest.queue_bytes && depth > 1);
+        if over || self.work.try_send(Work::Write(batch)).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.metrics.ingest_queue_full.inc();
             return false;
         }
@@ -125,6 +131,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         config: config.clone(),
         work: work_tx,
         queued: AtomicUsize::new(0),
+        queued_bytes: AtomicUsize::new(0),
         filter: RwLock::new(Arc::new(MeasurementFilter::everything())),
         rules: RwLock::new(Vec::new()),
         metrics: metrics.clone(),
