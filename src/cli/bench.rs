@@ -178,16 +178,16 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
         retried.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
-    if let (Some(pid), Some((cpu0, _))) = (args.server_pid, before) {
-        if let Some((cpu1, peak)) = proc_cpu_and_peak(pid) {
-            println!(
-                "server: {:.2} s CPU ({:.0}% of one core over the run), {:.0} ns CPU per point, peak RSS {:.0} MiB",
-                cpu1 - cpu0,
-                (cpu1 - cpu0) / elapsed.as_secs_f64() * 100.0,
-                (cpu1 - cpu0) * 1e9 / points.max(1) as f64,
-                peak as f64 / 1048576.0
-            );
-        }
+    if let (Some(pid), Some((cpu0, _))) = (args.server_pid, before)
+        && let Some((cpu1, peak)) = proc_cpu_and_peak(pid)
+    {
+        println!(
+            "server: {:.2} s CPU ({:.0}% of one core over the run), {:.0} ns CPU per point, peak RSS {:.0} MiB",
+            cpu1 - cpu0,
+            (cpu1 - cpu0) / elapsed.as_secs_f64() * 100.0,
+            (cpu1 - cpu0) * 1e9 / points.max(1) as f64,
+            peak as f64 / 1048576.0
+        );
     }
     Ok(if failed.load(Ordering::Relaxed) == 0 {
         ExitCode::SUCCESS
