@@ -179,3 +179,29 @@ impl Engine {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::line_protocol::parse_line;
+    use crate::rules::check::compile_source;
+
+    #[test]
+    fn a_window_holds_a_bounded_number_of_points() {
+        let rule = "stream|from().measurement('m')|window().period(1h).every(1h)|count('v')|alert().crit(lambda: \"count\" > 0)";
+        let plan = Arc::new(compile_source("w", rule).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        let extra = 6;
+        for t in 0..(nodes::MAX_WINDOW_POINTS + extra) as i64 {
+            let line = format!("m v=1 {t}");
+            engine.process(None, None, &parse_line(&line, 1).unwrap(), t);
+        }
+        assert_eq!(engine.tasks()[0].stats().window_overflow, extra as u64);
+        engine.flush();
+        let events = engine.drain_events();
+        assert_eq!(
+            events[0].data.points[0].1[0].1,
+            crate::rules::lambda::Value::Int(nodes::MAX_WINDOW_POINTS as i64)
+        );
+    }
+}

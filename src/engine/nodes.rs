@@ -288,6 +288,9 @@ struct WinState {
     since_emit: i64,
 }
 
+/// Most points one group's window holds; beyond it the oldest are dropped and counted.
+pub const MAX_WINDOW_POINTS: usize = 100_000;
+
 /// Nanoseconds from 0001-01-01T00:00:00Z to the Unix epoch: Go's `Time.Truncate` (which
 /// Kapacitor's `.align()` uses) counts from there, so periods that do not divide a day evenly
 /// (a week, 7m, 25h) align as they do in Kapacitor.
@@ -368,6 +371,11 @@ impl WindowRt {
         }
         if st.buf.capacity() == 0 {
             st.buf.reserve_exact(1);
+        }
+        // A point far in the future keeps a window open until then; never buffer without bound.
+        if st.buf.len() >= MAX_WINDOW_POINTS {
+            st.buf.pop_front();
+            ctx.stats.window_overflow += 1;
         }
         st.buf.push_back(p);
     }

@@ -24,6 +24,8 @@ pub struct TaskStats {
     pub template_error: u64,
     /// Groups dropped after being idle longer than the group expiry.
     pub groups_expired: u64,
+    /// Points dropped because a group's window already held its maximum.
+    pub window_overflow: u64,
     /// The first error message seen, for `alertd test` and the rules API.
     pub first_error: Option<String>,
 }
@@ -100,6 +102,7 @@ impl TaskStats {
         self.type_error += o.type_error;
         self.template_error += o.template_error;
         self.groups_expired += o.groups_expired;
+        self.window_overflow += o.window_overflow;
         if self.first_error.is_none() {
             self.first_error.clone_from(&o.first_error);
         }

@@ -266,6 +266,11 @@ impl Metrics {
             ("missing_field", now.missing_field, before.missing_field),
             ("type_error", now.type_error, before.type_error),
             ("template_error", now.template_error, before.template_error),
+            (
+                "window_overflow",
+                now.window_overflow,
+                before.window_overflow,
+            ),
         ] {
             self.rule_errors
                 .get_or_create(&RuleKindLabel {
