@@ -103,6 +103,9 @@ pub struct RulesConfig {
     /// the wall clock; deadman checks also allow points this late (e.g. `5s`).
     #[serde(with = "duration_str")]
     pub grace: Duration,
+    /// Threads evaluating rules; rules are spread over them by the measurement they read.
+    /// 0 means one per CPU core.
+    pub engine_threads: usize,
 }
 
 impl Default for RulesConfig {
@@ -110,6 +113,7 @@ impl Default for RulesConfig {
         RulesConfig {
             group_expiry: Duration::from_secs(15 * 60),
             grace: Duration::from_secs(5),
+            engine_threads: 0,
         }
     }
 }

@@ -348,7 +348,8 @@ fn bad_input_gets_clear_errors_and_valid_lines_are_kept() {
 #[test]
 fn reload_keeps_unchanged_rules_and_the_old_version_of_a_broken_one() {
     let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
-    let s = Server::start(&dir, "");
+    // Three engine threads, so the rules are spread over shards.
+    let s = Server::start(&dir, "[rules]\nengine_threads = 3\n");
     s.write(
         "/write?db=telegraf&precision=s",
         "cpu,host=r usage=95 1767225600\n",
@@ -413,7 +414,7 @@ fn reload_keeps_unchanged_rules_and_the_old_version_of_a_broken_one() {
 #[test]
 fn alert_levels_survive_kill_9() {
     let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
-    let s = Server::start(&dir, "");
+    let s = Server::start(&dir, "[rules]\nengine_threads = 3\n");
     s.write(
         "/write?db=telegraf&precision=s",
         "cpu,host=k usage=95 1767225600\n",

@@ -47,6 +47,17 @@ impl MeasurementFilter {
         }
     }
 
+    /// The measurements any of `filters` lets through.
+    pub fn union(filters: &[MeasurementFilter]) -> MeasurementFilter {
+        MeasurementFilter {
+            all: filters.iter().any(|f| f.all),
+            names: filters
+                .iter()
+                .flat_map(|f| f.names.iter().cloned())
+                .collect(),
+        }
+    }
+
     /// Does some rule read this measurement?
     pub fn wants(&self, measurement: &str) -> bool {
         self.all || self.names.contains(measurement)

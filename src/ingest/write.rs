@@ -85,8 +85,9 @@ pub struct LineProblem {
 pub struct WriteBatch {
     /// The decoded body; line ranges point into it.
     pub body: Bytes,
-    /// Byte ranges of the valid lines some rule reads.
-    pub lines: Vec<(u32, u32)>,
+    /// Byte ranges of the valid lines some rule reads, with the length of each line's raw
+    /// (still escaped) measurement, so an engine shard can skip lines without parsing them.
+    pub lines: Vec<(u32, u32, u32)>,
     /// Database.
     pub db: Arc<str>,
     /// Retention policy.
@@ -155,7 +156,11 @@ pub fn validate(
                         accepted += 1;
                         if filter.wants(p.measurement.as_str()) {
                             let start = line.as_ptr() as usize - text.as_ptr() as usize;
-                            lines.push((start as u32, (start + line.len()) as u32));
+                            lines.push((
+                                start as u32,
+                                (start + line.len()) as u32,
+                                raw_measurement_len(line) as u32,
+                            ));
                         }
                     }
                     Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),
@@ -197,7 +202,11 @@ pub fn validate(
                                 accepted += 1;
                                 if filter.wants(p.measurement.as_str()) {
                                     let len = s.trim_end_matches('\r').len();
-                                    lines.push((start as u32, (start + len) as u32));
+                                    lines.push((
+                                        start as u32,
+                                        (start + len) as u32,
+                                        raw_measurement_len(s) as u32,
+                                    ));
                                 }
                             }
                             Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),
@@ -222,6 +231,20 @@ pub fn validate(
         problems,
         rejected,
     }
+}
+
+/// Length of a line's measurement as written (up to the first unescaped comma or space).
+pub fn raw_measurement_len(line: &str) -> usize {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b',' | b' ' => return i,
+            _ => i += 1,
+        }
+    }
+    b.len()
 }
 
 /// The valid lines of a body with their timestamps in nanoseconds (`now` for lines without
@@ -295,9 +318,14 @@ mod tests {
             .batch
             .lines
             .iter()
-            .map(|(s, e)| &text[*s as usize..*e as usize])
+            .map(|(s, e, _)| &text[*s as usize..*e as usize])
             .collect();
         assert_eq!(kept, ["cpu v=1 1", "mem v=2 3"]);
+        assert!(v.batch.lines.iter().all(|(_, _, m)| *m == 3));
+        assert_eq!(
+            raw_measurement_len("my\\ meas,host=a v=1"),
+            "my\\ meas".len()
+        );
     }
 
     #[test]

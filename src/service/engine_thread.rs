@@ -1,6 +1,11 @@
-//! The engine thread: owns the rules engine, takes write batches from a bounded queue, runs the
-//! wall-clock housekeeping once a second, applies reloads, and hands alert events to the storage
-//! writer.
+//! The engine threads ("shards"): each owns the rules engine for a subset of the rules, takes
+//! write batches from a bounded queue, runs the wall-clock housekeeping once a second, applies
+//! reloads, and hands alert events to the storage writer.
+//!
+//! Rules are independent, so they are spread over the shards to use every core. A rule's shard
+//! follows from the measurement it reads, so rules on the same measurement share a shard (each
+//! line is parsed once per shard) and a rule stays on its shard across reloads. Every shard sees
+//! every batch and skips the lines of measurements it does not read without parsing them.
 //!
 //! A reload keeps every rule whose source is unchanged (with its windows and alert state),
 //! starts changed rules afresh but resumes their alert levels, and keeps the old version of a
@@ -8,9 +13,10 @@
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,11 +31,41 @@ use crate::storage::{EventRecord, StoredAlert};
 /// Alert states to resume, by rule: (alert node, group id, state).
 type RestoreMap = FxHashMap<String, Vec<(String, String, Restored)>>;
 
-/// Messages to the engine thread.
+/// A write batch on its way through every shard.
+pub struct Queued {
+    /// The batch.
+    pub batch: WriteBatch,
+    /// Shards that have not evaluated it yet.
+    remaining: AtomicUsize,
+}
+
+impl Queued {
+    /// A batch every one of `shards` must evaluate.
+    pub fn new(batch: WriteBatch, shards: usize) -> Queued {
+        Queued {
+            batch,
+            remaining: AtomicUsize::new(shards),
+        }
+    }
+
+    /// Marks one shard done; the last one takes the batch off the queue counters.
+    pub fn done(&self, shared: &Shared) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let depth = shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
+            shared
+                .queued_bytes
+                .fetch_sub(self.batch.body.len(), Ordering::Relaxed);
+            shared.metrics.ingest_queue_depth.set(depth as i64);
+        }
+    }
+}
+
+/// Messages to an engine shard.
 pub enum Work {
     /// Points to evaluate.
-    Write(WriteBatch),
-    /// New rule set; the reply carries the resulting status.
+    Write(Arc<Queued>),
+    /// The whole new rule set (each shard takes its part); the reply carries the status of the
+    /// rules the shard runs.
     Reload(
         Vec<LoadedRule>,
         tokio::sync::oneshot::Sender<Vec<RuleStatus>>,
@@ -39,7 +75,7 @@ pub enum Work {
 }
 
 /// A rule file and the result of loading it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedRule {
     /// Task name (file stem).
     pub name: String,
@@ -70,6 +106,20 @@ pub struct RuleStatus {
     pub groups: usize,
 }
 
+impl RuleStatus {
+    /// The status of a rule that failed to load and has no version running.
+    pub fn failed(rule: &LoadedRule) -> RuleStatus {
+        RuleStatus {
+            name: rule.name.clone(),
+            file: rule.file.display().to_string(),
+            status: "error",
+            running: false,
+            error: rule.result.as_ref().err().cloned(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Reads every `*.tick` file of `dir` (a missing directory is no rules).
 pub fn load_rules(dir: &Path) -> Vec<LoadedRule> {
     let files = match crate::cli::check::rule_files(&[dir.to_path_buf()]) {
@@ -89,22 +139,34 @@ pub fn load_rules(dir: &Path) -> Vec<LoadedRule> {
         .collect()
 }
 
-/// The running engine thread.
-pub struct EngineThread {
-    handle: std::thread::JoinHandle<()>,
-    work: std::sync::mpsc::SyncSender<Work>,
+/// The shard a rule runs on: from the first measurement it reads (rules reading every
+/// measurement go by name).
+pub fn shard_of(plan: &TaskPlan, shards: usize) -> usize {
+    let key = plan
+        .sources()
+        .find_map(|(_, f)| f.measurement.clone())
+        .unwrap_or_else(|| plan.name.clone());
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    (h.finish() % shards.max(1) as u64) as usize
 }
 
-impl EngineThread {
-    /// Builds the engine from `loaded` rules, resumes `stored` alert states and starts the thread.
+/// The running engine shards.
+pub struct EngineThreads {
+    handles: Vec<std::thread::JoinHandle<()>>,
+    work: Vec<std::sync::mpsc::SyncSender<Work>>,
+}
+
+impl EngineThreads {
+    /// Builds one engine per shard from `loaded` rules, resumes `stored` alert states and starts
+    /// the threads. `receivers` are the shards' work queues.
     pub fn start(
         shared: Arc<Shared>,
-        rx: Receiver<Work>,
+        receivers: Vec<Receiver<Work>>,
         events: tokio::sync::mpsc::Sender<EventRecord>,
         loaded: Vec<LoadedRule>,
         stored: Vec<StoredAlert>,
-    ) -> std::io::Result<EngineThread> {
-        let work = shared.work.clone();
+    ) -> std::io::Result<EngineThreads> {
         let mut restore: RestoreMap = FxHashMap::default();
         for s in stored {
             restore.entry(s.task).or_default().push((
@@ -117,32 +179,50 @@ impl EngineThread {
                 },
             ));
         }
+        let shards = receivers.len();
         let cfg = TaskConfig {
             group_expiry: shared.config.rules.group_expiry.as_nanos() as i64,
         };
-        let mut state = State {
-            shared,
-            events,
-            cfg,
-            engine: Engine::from_tasks(Vec::new()),
-            status: Vec::new(),
-            last_stats: FxHashMap::default(),
-        };
-        state.apply(loaded, Some(restore));
-        let handle = std::thread::Builder::new()
-            .name("alertd-engine".into())
-            .spawn(move || state.run(rx))?;
-        Ok(EngineThread { handle, work })
+        let mut handles = Vec::new();
+        for (index, rx) in receivers.into_iter().enumerate() {
+            let mut state = State {
+                index,
+                shards,
+                shared: shared.clone(),
+                events: events.clone(),
+                cfg: cfg.clone(),
+                engine: Engine::from_tasks(Vec::new()),
+                status: Vec::new(),
+                last_stats: FxHashMap::default(),
+            };
+            state.apply(loaded.clone(), Some(restore.clone()));
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("alertd-engine-{index}"))
+                    .spawn(move || state.run(rx))?,
+            );
+        }
+        shared.set_unplaced(&loaded);
+        Ok(EngineThreads {
+            handles,
+            work: shared.work.clone(),
+        })
     }
 
-    /// Asks the thread to finish the queued work and waits for it.
+    /// Asks every shard to finish its queued work and waits for them.
     pub fn stop(self) {
-        let _ = self.work.send(Work::Stop);
-        let _ = self.handle.join();
+        for w in &self.work {
+            let _ = w.send(Work::Stop);
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
     }
 }
 
 struct State {
+    index: usize,
+    shards: usize,
     shared: Arc<Shared>,
     events: tokio::sync::mpsc::Sender<EventRecord>,
     cfg: TaskConfig,
@@ -165,15 +245,10 @@ impl State {
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(Work::Write(batch)) => {
-                    self.write(&batch);
+                Ok(Work::Write(q)) => {
+                    self.write(&q.batch);
                     self.forward_events();
-                    // A batch counts as queued until it has been evaluated.
-                    let depth = self.shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-                    self.shared
-                        .queued_bytes
-                        .fetch_sub(batch.body.len(), Ordering::Relaxed);
-                    self.shared.metrics.ingest_queue_depth.set(depth as i64);
+                    q.done(&self.shared);
                 }
                 Ok(Work::Reload(loaded, reply)) => {
                     self.apply(loaded, None);
@@ -195,10 +270,18 @@ impl State {
 
     fn write(&mut self, b: &WriteBatch) {
         let mut n = 0u64;
-        for &(s, e) in &b.lines {
+        for &(s, e, m) in &b.lines {
             let Some(raw) = b.body.get(s as usize..e as usize) else {
                 continue;
             };
+            // Skip lines of measurements this shard does not read before parsing them (a
+            // measurement with escapes is parsed to compare its unescaped name).
+            if let Some(meas) = raw.get(..m as usize)
+                && !meas.contains(&b'\\')
+                && !std::str::from_utf8(meas).is_ok_and(|name| self.engine.wants(name))
+            {
+                continue;
+            }
             let Ok(line) = std::str::from_utf8(raw) else {
                 continue;
             };
@@ -231,7 +314,7 @@ impl State {
             .set((self.events.max_capacity() - self.events.capacity()) as i64);
     }
 
-    /// Replaces the rule set. `restore` carries stored states at start-up.
+    /// Replaces this shard's part of the rule set. `restore` carries stored states at start-up.
     fn apply(&mut self, loaded: Vec<LoadedRule>, restore: Option<RestoreMap>) {
         let mut restore = restore.unwrap_or_default();
         let old = std::mem::replace(&mut self.engine, Engine::from_tasks(Vec::new())).into_tasks();
@@ -241,6 +324,14 @@ impl State {
         let mut status = Vec::new();
         let mut failed = false;
         for rule in loaded {
+            // A rule that loads runs on its shard; one that fails stays where its old version runs.
+            let mine = match &rule.result {
+                Ok(plan) => shard_of(plan, self.shards) == self.index,
+                Err(_) => old.contains_key(&rule.name),
+            };
+            if !mine {
+                continue;
+            }
             let prev = old.remove(&rule.name);
             let mut st = RuleStatus {
                 name: rule.name.clone(),
@@ -266,10 +357,7 @@ impl State {
                     st.error = Some(error);
                     match prev {
                         Some(p) => p,
-                        None => {
-                            status.push(st);
-                            continue;
-                        }
+                        None => continue,
                     }
                 }
             };
@@ -278,15 +366,14 @@ impl State {
             status.push(st);
         }
         for name in old.keys() {
-            tracing::info!(rule = %name, "Rule removed.");
+            tracing::info!(rule = %name, "Rule removed from this engine shard.");
         }
         if failed {
             self.shared.metrics.reload_failures.inc();
         }
         self.engine = Engine::from_tasks(tasks);
-        if let Ok(mut f) = self.shared.filter.write() {
-            *f = Arc::new(self.engine.measurement_filter());
-        }
+        self.shared
+            .set_shard_filter(self.index, self.engine.measurement_filter());
         for s in &status {
             self.shared
                 .metrics
@@ -300,7 +387,7 @@ impl State {
         self.publish();
     }
 
-    /// Publishes counters to `/metrics` and the rule list.
+    /// Publishes counters to `/metrics` and this shard's rule list.
     fn publish(&mut self) {
         for t in self.engine.tasks() {
             let name = t.name().to_string();
@@ -325,13 +412,6 @@ impl State {
                 };
             }
         }
-        for s in &mut self.status {
-            if !s.running {
-                s.status = "error";
-            }
-        }
-        if let Ok(mut r) = self.shared.rules.write() {
-            r.clone_from(&self.status);
-        }
+        self.shared.set_shard_rules(self.index, self.status.clone());
     }
 }

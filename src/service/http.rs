@@ -419,7 +419,7 @@ async fn reload(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn rules(State(s): State<Arc<Shared>>) -> Response {
-    let rules = s.rules.read().map(|r| r.clone()).unwrap_or_default();
+    let rules = s.rules();
     axum::Json(json!({ "rules": rules })).into_response()
 }
 

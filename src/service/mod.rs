@@ -46,16 +46,19 @@ pub enum ServiceError {
 pub struct Shared {
     /// The configuration in force.
     pub config: Config,
-    /// Work queue of the engine thread.
-    pub work: std::sync::mpsc::SyncSender<Work>,
-    /// Batches queued and not yet taken by the engine.
+    /// Work queues of the engine shards.
+    pub work: Vec<std::sync::mpsc::SyncSender<Work>>,
+    /// Batches queued and not yet evaluated by every shard.
     pub queued: AtomicUsize,
     /// Body bytes of the queued batches.
     pub queued_bytes: AtomicUsize,
-    /// Measurements some rule reads (replaced on reload).
+    /// Measurements some rule reads (the union of the shards', replaced on reload).
     pub filter: RwLock<Arc<MeasurementFilter>>,
-    /// Rule status as of the last load/reload and engine tick.
-    pub rules: RwLock<Vec<RuleStatus>>,
+    /// Each shard's measurement filter.
+    shard_filters: std::sync::Mutex<Vec<MeasurementFilter>>,
+    /// Rule status per shard, as of the last load/reload and engine tick; the last slot holds
+    /// rules that failed to load and run nowhere.
+    rules: RwLock<Vec<Vec<RuleStatus>>>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The database.
@@ -78,20 +81,93 @@ pub struct Captured {
 }
 
 impl Shared {
-    /// Queues a batch for the engine without waiting; false when the queue is full.
+    /// Every rule's status, by name.
+    pub fn rules(&self) -> Vec<RuleStatus> {
+        let mut all: Vec<RuleStatus> = self
+            .rules
+            .read()
+            .map(|r| r.iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Records a shard's rule statuses.
+    pub fn set_shard_rules(&self, shard: usize, status: Vec<RuleStatus>) {
+        if let Ok(mut r) = self.rules.write()
+            && let Some(slot) = r.get_mut(shard)
+        {
+            *slot = status;
+        }
+    }
+
+    /// Records the rules of `loaded` that failed to load and run on no shard.
+    pub fn set_unplaced(&self, loaded: &[engine_thread::LoadedRule]) {
+        let running: Vec<String> = match self.rules.read() {
+            Ok(r) => r
+                .iter()
+                .take(r.len().saturating_sub(1))
+                .flatten()
+                .map(|s| s.name.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let unplaced: Vec<RuleStatus> = loaded
+            .iter()
+            .filter(|l| l.result.is_err() && !running.contains(&l.name))
+            .map(RuleStatus::failed)
+            .collect();
+        for u in &unplaced {
+            self.metrics
+                .rule_load_error
+                .get_or_create(&metrics::RuleLabel {
+                    rule: u.name.clone(),
+                })
+                .set(1);
+        }
+        if let Ok(mut r) = self.rules.write()
+            && let Some(last) = r.last_mut()
+        {
+            *last = unplaced;
+        }
+    }
+
+    /// Records a shard's measurement filter and recomputes the union the handlers use.
+    pub fn set_shard_filter(&self, shard: usize, filter: MeasurementFilter) {
+        let Ok(mut filters) = self.shard_filters.lock() else {
+            return;
+        };
+        if let Some(slot) = filters.get_mut(shard) {
+            *slot = filter;
+        }
+        let union = MeasurementFilter::union(&filters);
+        if let Ok(mut f) = self.filter.write() {
+            *f = Arc::new(union);
+        }
+    }
+
+    /// Queues a batch for every engine shard without waiting; false when the queue is full.
     pub fn submit(&self, batch: WriteBatch) -> bool {
-        // Count before sending: the engine thread may take the batch (and decrement) at once.
+        // Count before sending: a shard may finish the batch (and decrement) at once.
         let size = batch.body.len();
         let depth = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
         // One batch always fits, so a body under the size limit is never refused forever.
         let over = depth > self.config.ingest.queue_batches
             || (bytes > self.config.ingest.queue_bytes && depth > 1);
-        if over || self.work.try_send(Work::Write(batch)).is_err() {
+        if over {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.metrics.ingest_queue_full.inc();
             return false;
+        }
+        let q = Arc::new(engine_thread::Queued::new(batch, self.work.len()));
+        for w in &self.work {
+            // Each shard queue holds more than the batch limit, so this fails only when the shard
+            // has stopped; the batch then counts as done for it.
+            if w.try_send(Work::Write(q.clone())).is_err() {
+                q.done(self);
+            }
         }
         self.metrics.ingest_queue_depth.set(depth as i64);
         true
@@ -103,11 +179,18 @@ impl Shared {
         let loaded = tokio::task::spawn_blocking(move || engine_thread::load_rules(&dir))
             .await
             .unwrap_or_default();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.work.send(Work::Reload(loaded, tx)).is_err() {
-            return Vec::new();
+        let mut replies = Vec::new();
+        for w in &self.work {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if w.send(Work::Reload(loaded.clone(), tx)).is_ok() {
+                replies.push(rx);
+            }
         }
-        rx.await.unwrap_or_default()
+        for rx in replies {
+            let _ = rx.await;
+        }
+        self.set_unplaced(&loaded);
+        self.rules()
     }
 }
 
@@ -124,8 +207,14 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         metrics.clone(),
     ));
 
-    // The work queue holds write batches plus a few control messages.
-    let (work_tx, work_rx) = std::sync::mpsc::sync_channel(config.ingest.queue_batches + 16);
+    // One work queue per shard, holding write batches plus a few control messages.
+    let shards = match config.rules.engine_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (work_tx, work_rx): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| std::sync::mpsc::sync_channel(config.ingest.queue_batches + 16))
+        .unzip();
     let loaded = engine_thread::load_rules(&config.rules_dir);
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -133,14 +222,15 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         queued: AtomicUsize::new(0),
         queued_bytes: AtomicUsize::new(0),
         filter: RwLock::new(Arc::new(MeasurementFilter::everything())),
-        rules: RwLock::new(Vec::new()),
+        shard_filters: std::sync::Mutex::new(vec![MeasurementFilter::union(&[]); shards]),
+        rules: RwLock::new(vec![Vec::new(); shards + 1]),
         metrics: metrics.clone(),
         storage,
         ready: AtomicBool::new(false),
         recordings: tokio::sync::broadcast::channel(1024).0,
     });
     let engine =
-        engine_thread::EngineThread::start(shared.clone(), work_rx, event_tx, loaded, stored)
+        engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)
             .map_err(ServiceError::Thread)?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -151,7 +241,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         })?;
     let addr = listener.local_addr().map_err(ServiceError::Serve)?;
     shared.ready.store(true, Ordering::Relaxed);
-    let rules = shared.rules.read().map(|r| r.len()).unwrap_or(0);
+    let rules = shared.rules().iter().filter(|r| r.running).count();
     tracing::info!(
         listen = %addr,
         config = %config_file.as_ref().map_or_else(|| "embedded default".to_string(), |p| p.display().to_string()),
