@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// The server's pid, to report its CPU time and peak memory (Linux /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Pace the writes at this many points per second (default: as fast as accepted).
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 fn proc_cpu_and_peak(pid: u32) -> Option<(f64, u64)> {
@@ -99,6 +102,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 failed.clone(),
                 url.clone(),
             );
+            let rate = args.rate;
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::builder()
                     .timeout(Duration::from_secs(60))
@@ -111,6 +115,13 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
                         break;
                     }
                     let (body, n) = &bodies[i % bodies.len()];
+                    if let Some(rate) = rate.filter(|r| *r > 0.0) {
+                        // Request i is due when i batches' worth of points has been sent at `rate`.
+                        let due = start + Duration::from_secs_f64(i as f64 * batch as f64 / rate);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
                     loop {
                         let t0 = Instant::now();
                         match client.post(&url).body(body.clone()).send() {
@@ -178,6 +189,20 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
         retried.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
+    if let Some(lat) = client
+        .get(&metrics_url)
+        .send()
+        .and_then(|r| r.text())
+        .ok()
+        .and_then(|m| latency_quantiles(&m))
+    {
+        println!(
+            "alert latency (write received -> event stored, from alertd_alert_latency_seconds): p50 <= {:.0} ms, p99 <= {:.0} ms over {} events",
+            lat.0 * 1000.0,
+            lat.1 * 1000.0,
+            lat.2
+        );
+    }
     if let (Some(pid), Some((cpu0, _))) = (args.server_pid, before)
         && let Some((cpu1, peak)) = proc_cpu_and_peak(pid)
     {
@@ -194,4 +219,33 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Upper bounds of the p50 and p99 buckets of `alertd_alert_latency_seconds`, and the count.
+fn latency_quantiles(metrics: &str) -> Option<(f64, f64, u64)> {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for l in metrics
+        .lines()
+        .filter(|l| l.starts_with("alertd_alert_latency_seconds_bucket{le=\""))
+    {
+        let le = l.split('"').nth(1)?;
+        let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+        let bound = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().ok()?
+        };
+        buckets.push((bound, count));
+    }
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let q = |p: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= total * p)
+            .map_or(f64::INFINITY, |(b, _)| *b)
+    };
+    Some((q(0.5), q(0.99), total as u64))
 }

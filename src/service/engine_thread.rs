@@ -247,7 +247,7 @@ impl State {
             match rx.recv_timeout(wait) {
                 Ok(Work::Write(q)) => {
                     self.write(&q.batch);
-                    self.forward_events();
+                    self.forward_events_of(Some(q.batch.now));
                     q.done(&self.shared);
                 }
                 Ok(Work::Reload(loaded, reply)) => {
@@ -297,14 +297,18 @@ impl State {
     }
 
     fn forward_events(&mut self) {
+        self.forward_events_of(None);
+    }
+
+    /// Sends the pending events to storage; `received` is the arrival time of the write that
+    /// caused them.
+    fn forward_events_of(&mut self, received: Option<i64>) {
         for ev in self.engine.drain_events() {
+            let mut record = EventRecord::from_event(&ev);
+            record.received_ns = received;
             // Waits only when the storage writer is far behind: the ingest queue then fills and
             // writes get 429, instead of events being lost.
-            if self
-                .events
-                .blocking_send(EventRecord::from_event(&ev))
-                .is_err()
-            {
+            if self.events.blocking_send(record).is_err() {
                 tracing::error!(alert = %ev.id, "Storage writer is gone; alert event not stored.");
             }
         }

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub sqlite_errors: Counter,
     /// Time to commit a batch of events.
     pub sqlite_write_seconds: Histogram,
+    /// From the arrival of the write that caused an alert event to the event committed.
+    pub alert_latency_seconds: Histogram,
     /// Resident memory of the process.
     pub resident_memory_bytes: Gauge,
     /// `alertd record` clients connected.
@@ -128,6 +130,7 @@ impl Metrics {
             events_stored: Counter::default(),
             sqlite_errors: Counter::default(),
             sqlite_write_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            alert_latency_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             resident_memory_bytes: Gauge::default(),
             recorders: Gauge::default(),
             registry: Registry::with_prefix("alertd"),
@@ -227,6 +230,11 @@ impl Metrics {
             "sqlite_write_seconds",
             "Time to commit a batch of alert events",
             m.sqlite_write_seconds.clone(),
+        );
+        r.register(
+            "alert_latency_seconds",
+            "From the arrival of the write that caused an alert event to the event stored",
+            m.alert_latency_seconds.clone(),
         );
         r.register(
             "recorders",

@@ -74,6 +74,9 @@ pub struct EventRecord {
     pub duration: i64,
     /// The event in Kapacitor's alert JSON.
     pub body: String,
+    /// When the write that caused the event arrived (Unix ns), for the alert-latency metric;
+    /// None for events of the wall clock (deadman, window close).
+    pub received_ns: Option<i64>,
 }
 
 impl EventRecord {
@@ -93,6 +96,7 @@ impl EventRecord {
             previous_level: ev.previous_level,
             duration: ev.duration,
             body: ev.to_json().to_string(),
+            received_ns: None,
         }
     }
 }
@@ -251,6 +255,14 @@ pub async fn run_writer(
                     metrics
                         .sqlite_write_seconds
                         .observe(start.elapsed().as_secs_f64());
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as i64);
+                    for e in batch.iter().filter_map(|e| e.received_ns) {
+                        metrics
+                            .alert_latency_seconds
+                            .observe((now - e).max(0) as f64 / 1e9);
+                    }
                     metrics.events_stored.inc_by(batch.len() as u64);
                     break;
                 }
