@@ -648,3 +648,127 @@ stream
     assert_eq!(window["level"], "INFO");
     assert_eq!(window["data"]["series"][0]["values"][0][1], 3, "{window}");
 }
+
+#[test]
+fn overload_gets_429_with_retry_after_and_health_stays_up() {
+    // A tiny queue: one batch at a time. Many writers at once must see back-pressure.
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "[ingest]\nqueue_batches = 1\nretry_after_secs = 3\n");
+    let body: String = (0..5000)
+        .map(|i| {
+            format!(
+                "cpu,host=h{} usage={} {}\n",
+                i % 50,
+                i % 100,
+                1767225600000000000i64 + i
+            )
+        })
+        .collect();
+    let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut seen = Vec::new();
+                    for _ in 0..25 {
+                        let r = s
+                            .client
+                            .post(s.url("/write?db=telegraf"))
+                            .body(body.clone())
+                            .send()
+                            .unwrap();
+                        let retry = r
+                            .headers()
+                            .get("Retry-After")
+                            .map(|v| v.to_str().unwrap().to_string());
+                        seen.push((r.status().as_u16(), retry));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let healthy = s.client.get(s.url("/-/healthy")).send().unwrap().status();
+        assert_eq!(healthy, 200, "health must answer while writes are refused");
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let refused: Vec<_> = statuses.iter().filter(|(c, _)| *c == 429).collect();
+    assert!(
+        !refused.is_empty(),
+        "no 429 among {} writes",
+        statuses.len()
+    );
+    assert!(refused.iter().all(|(_, r)| r.as_deref() == Some("3")));
+    assert!(
+        statuses.iter().all(|(c, _)| *c == 204 || *c == 429),
+        "{statuses:?}"
+    );
+    assert!(metric(&s.metrics(), "alertd_ingest_queue_full_total") >= refused.len() as f64);
+}
+
+#[test]
+fn sighup_reloads_rules() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "");
+    std::fs::write(
+        dir.join("rules/mem.tick"),
+        "stream|from().measurement('mem')|alert().id('mem').crit(lambda: \"used\" > 90)",
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rules = s.json("/api/v1/rules");
+        if rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "mem" && r["status"] == "running")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload: {rules}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The Python `influxdb` client (what many scripts and agents use), installed by `scripts/test`.
+#[test]
+fn python_influxdb_client_writes_points() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "");
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let script = r#"
+import sys
+from influxdb import InfluxDBClient
+client = InfluxDBClient(host="127.0.0.1", port=int(sys.argv[1]), database="telegraf")
+client.create_database("telegraf")
+ok = client.write_points([
+    {"measurement": "cpu", "tags": {"host": "py"}, "time": "2026-01-01T00:00:00Z", "fields": {"usage": 97.5}},
+    {"measurement": "cpu", "tags": {"host": "py"}, "time": "2026-01-01T00:00:10Z", "fields": {"usage": 12.0}},
+], time_precision="s")
+assert ok, "write_points failed"
+print("written")
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&port)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python client failed (scripts/test installs it with pip):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = s.wait_events("the python client's points", |e| e.len() >= 2);
+    assert_eq!(events[0]["id"], "cpu/py");
+    assert_eq!(events[0]["level"], "CRITICAL");
+    assert_eq!(events[0]["time"], "2026-01-01T00:00:00Z");
+    assert_eq!(events[1]["level"], "OK");
+}
