@@ -215,4 +215,24 @@ mod tests {
             crate::rules::lambda::Value::Int(nodes::MAX_WINDOW_POINTS as i64)
         );
     }
+
+    #[test]
+    fn integer_selectors_and_spread_are_exact() {
+        let rule = "stream|from().measurement('m')|window().period(10s).every(10s)|max('v')|alert().crit(lambda: TRUE)";
+        let plan = Arc::new(compile_source("w", rule).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        for (t, v) in [
+            (0, 9007199254740993i64),
+            (1, 9007199254740992),
+            (10_000_000_000, 1),
+        ] {
+            let line = format!("m v={v}i {t}");
+            engine.process(None, None, &parse_line(&line, 1).unwrap(), t);
+        }
+        let events = engine.drain_events();
+        assert_eq!(
+            events[0].data.points[0].1[0].1,
+            crate::rules::lambda::Value::Int(9007199254740993)
+        );
+    }
 }

@@ -820,33 +820,19 @@ fn reduce(func: AggFunc, values: &[(i64, Value)]) -> Result<(Option<i64>, Value)
                 }),
             )
         }
-        AggFunc::Min | AggFunc::Max if all_int => {
-            // Integers compare exactly (f64 cannot tell 2^53 from 2^53 + 1).
-            let ints: Vec<i64> = values
-                .iter()
-                .map(|(_, v)| if let Value::Int(i) = v { *i } else { 0 })
-                .collect();
-            let mut best = 0;
-            for i in 1..ints.len() {
-                let better = if func == AggFunc::Min {
-                    ints[i] < ints[best]
-                } else {
-                    ints[i] > ints[best]
-                };
-                if better {
-                    best = i;
-                }
-            }
-            (Some(values[best].0), values[best].1.clone())
-        }
         AggFunc::Min | AggFunc::Max => {
-            let n = nums()?;
+            // Integers compare exactly (f64 cannot tell 2^53 from 2^53 + 1).
+            let floats = if all_int { Vec::new() } else { nums()? };
+            let less = |a: usize, b: usize| match (&values[a].1, &values[b].1) {
+                (Value::Int(x), Value::Int(y)) if all_int => x < y,
+                _ => floats[a] < floats[b],
+            };
             let mut best = 0;
-            for i in 1..n.len() {
+            for i in 1..values.len() {
                 let better = if func == AggFunc::Min {
-                    n[i] < n[best]
+                    less(i, best)
                 } else {
-                    n[i] > n[best]
+                    less(best, i)
                 };
                 if better {
                     best = i;
