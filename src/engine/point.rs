@@ -105,6 +105,16 @@ impl Point {
 }
 
 impl Scope for Point {
+    fn str_eq(&self, name: &str, literal: &str) -> Option<bool> {
+        if let Some(v) = self.field(name) {
+            return match v {
+                Value::Str(s) => Some(&**s == literal),
+                _ => None,
+            };
+        }
+        self.tags.get(name).map(|v| &**v == literal)
+    }
+
     fn lookup(&self, name: &str) -> Option<Value> {
         if let Some(v) = self.field(name) {
             return Some(v.clone());

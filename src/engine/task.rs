@@ -214,6 +214,8 @@ struct SeriesEntry {
     /// Event time of the series' latest point: a series idle past the expiry is forgotten even
     /// while its group lives on (containers come and go under one host).
     last_seen: i64,
+    /// Field names of the series' latest line, when the pipeline keeps every field.
+    field_names: Box<[Name]>,
 }
 
 struct Source {
@@ -254,6 +256,20 @@ impl Scope for LineScope<'_, '_> {
             .iter()
             .find(|(k, _)| k.as_str() == name)
             .map(|(_, v)| Value::Str(v.as_str().into()))
+    }
+
+    fn str_eq(&self, name: &str, literal: &str) -> Option<bool> {
+        if let Some((_, v)) = self.line.fields.iter().find(|(k, _)| k.as_str() == name) {
+            return match v {
+                FieldValue::Str(s) => Some(s.as_str() == literal),
+                _ => None,
+            };
+        }
+        self.line
+            .tags
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| v.as_str() == literal)
     }
 
     fn time(&self) -> i64 {
@@ -527,6 +543,7 @@ impl Task {
                         name: name.clone(),
                         tags: tags.clone(),
                         last_seen: time,
+                        field_names: Box::default(),
                     },
                 );
                 (group, name, tags)
@@ -543,8 +560,29 @@ impl Task {
                 }
             }
             None => {
-                for (k, v) in &line.fields {
-                    fields.push((ctx.names.get(k.as_str()), field_value(v)));
+                // A series' lines usually carry the same keys in the same order: reuse the names
+                // of its previous line when they match instead of looking each one up.
+                let entry = src.series.get_mut(&series_hash);
+                match entry {
+                    Some(e)
+                        if e.field_names.len() == line.fields.len()
+                            && e.field_names
+                                .iter()
+                                .zip(&line.fields)
+                                .all(|(n, (k, _))| **n == *k.as_str()) =>
+                    {
+                        for (n, (_, v)) in e.field_names.iter().zip(&line.fields) {
+                            fields.push((n.clone(), field_value(v)));
+                        }
+                    }
+                    other => {
+                        for (k, v) in &line.fields {
+                            fields.push((ctx.names.get(k.as_str()), field_value(v)));
+                        }
+                        if let Some(e) = other {
+                            e.field_names = fields.iter().map(|(n, _)| n.clone()).collect();
+                        }
+                    }
                 }
             }
         }

@@ -82,6 +82,14 @@ impl fmt::Display for Value {
 pub trait Scope {
     /// A field, else a tag, by name.
     fn lookup(&self, name: &str) -> Option<Value>;
+    /// Compares a string field or tag with `literal` without copying it: None when the name is
+    /// not a string (missing, or a field of another type), so the caller takes the general path.
+    fn str_eq(&self, name: &str, literal: &str) -> Option<bool> {
+        match self.lookup(name)? {
+            Value::Str(s) => Some(&*s == literal),
+            _ => None,
+        }
+    }
     /// The point's time (Unix ns).
     fn time(&self) -> i64;
 }
@@ -805,6 +813,8 @@ enum Node {
     Or(Box<Node>, Box<Node>),
     Bin(BinaryOp, Box<Node>, Box<Node>),
     Match(Box<Node>, Arc<Regex>, bool),
+    /// `"ref" == 'literal'` (or `!=` when the flag is set), compared without copying the value.
+    StrEq(Arc<str>, Arc<str>, bool),
     Call(Func, Vec<Node>),
     RegexReplace(Arc<Regex>, Box<Node>, Box<Node>),
     If(Box<Node>, Box<Node>, Box<Node>),
@@ -918,6 +928,16 @@ fn eval_node(n: &Node, s: &dyn Scope, st: &mut [FnState]) -> Result<Value, EvalE
             Value::Bool(truth(eval_node(a, s, st)?, "OR")? || truth(eval_node(b, s, st)?, "OR")?)
         }
         Node::Bin(op, a, b) => binary(*op, eval_node(a, s, st)?, eval_node(b, s, st)?)?,
+        Node::StrEq(name, lit, negate) => match s.str_eq(name, lit) {
+            Some(eq) => Value::Bool(eq != *negate),
+            None => {
+                let v = s
+                    .lookup(name)
+                    .ok_or_else(|| EvalError::Missing(name.clone()))?;
+                let op = if *negate { BinaryOp::Ne } else { BinaryOp::Eq };
+                binary(op, v, Value::Str(lit.clone()))?
+            }
+        },
         Node::Match(e, re, negate) => match eval_node(e, s, st)? {
             Value::Str(v) => Value::Bool(re.is_match(&v) != *negate),
             o => {
@@ -1326,6 +1346,17 @@ impl Compiler<'_> {
                 }
             }
         };
+        // `"tag" == 'value'`, the most common filter, compares borrowed strings.
+        if matches!(op, BinaryOp::Eq | BinaryOp::Ne) {
+            let pair = match (&l, &r) {
+                (Node::Ref(n), Node::Const(Value::Str(lit)))
+                | (Node::Const(Value::Str(lit)), Node::Ref(n)) => Some((n.clone(), lit.clone())),
+                _ => None,
+            };
+            if let Some((name, lit)) = pair {
+                return Ok((Node::StrEq(name, lit, op == BinaryOp::Ne), Type::Bool));
+            }
+        }
         // Fold constant sub-expressions once.
         if let (Node::Const(a), Node::Const(b)) = (&l, &r)
             && let Ok(v) = binary(op, a.clone(), b.clone())
@@ -1557,6 +1588,19 @@ mod tests {
                 &[("host", Value::Str("node01".into()))]
             ),
             Ok(Value::Bool(true))
+        );
+    }
+
+    #[test]
+    fn string_equality_fast_path_keeps_the_general_semantics() {
+        let p = &[("host", Value::Str("a".into())), ("n", Value::Int(5))];
+        assert_eq!(run("\"host\" == 'a'", p), Ok(Value::Bool(true)));
+        assert_eq!(run("'a' != \"host\"", p), Ok(Value::Bool(false)));
+        // A number compared with a string is still a type error, a missing name still missing.
+        assert!(matches!(run("\"n\" == 'a'", p), Err(EvalError::Type(_))));
+        assert_eq!(
+            run("\"nope\" == 'a'", p),
+            Err(EvalError::Missing("nope".into()))
         );
     }
 
