@@ -772,3 +772,36 @@ print("written")
     assert_eq!(events[0]["time"], "2026-01-01T00:00:00Z");
     assert_eq!(events[1]["level"], "OK");
 }
+
+#[test]
+fn a_changed_rule_keeps_its_alert_levels_even_on_another_engine_thread() {
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "[rules]\nengine_threads = 4\n");
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=m usage=95 1767225600\n",
+    );
+    s.wait_events("CRITICAL", |e| e.len() == 1);
+    // Now read another measurement: the rule may land on another shard; its level comes along.
+    std::fs::write(
+        dir.join("rules/cpu.tick"),
+        CPU_RULE.replace("measurement('cpu')", "measurement('cpu2')"),
+    )
+    .unwrap();
+    assert_eq!(
+        s.client.post(s.url("/-/reload")).send().unwrap().status(),
+        200
+    );
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu2,host=m usage=96 1767225610\ncpu2,host=m usage=10 1767225620\n",
+    );
+    let events = s.wait_events("the recovery on the new measurement", |e| e.len() >= 2);
+    assert_eq!(
+        events.len(),
+        2,
+        "still CRITICAL must not fire again: {events:?}"
+    );
+    assert_eq!(events[1]["level"], "OK");
+    assert_eq!(events[1]["previousLevel"], "CRITICAL");
+}

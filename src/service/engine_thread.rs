@@ -29,7 +29,24 @@ use crate::rules::plan::TaskPlan;
 use crate::storage::{EventRecord, StoredAlert};
 
 /// Alert states to resume, by rule: (alert node, group id, state).
-type RestoreMap = FxHashMap<String, Vec<(String, String, Restored)>>;
+pub type RestoreMap = FxHashMap<String, Vec<(String, String, Restored)>>;
+
+/// Groups stored alert states by rule.
+pub fn restore_map(stored: Vec<StoredAlert>) -> RestoreMap {
+    let mut restore: RestoreMap = FxHashMap::default();
+    for s in stored {
+        restore.entry(s.task).or_default().push((
+            s.node,
+            s.group_id,
+            Restored {
+                level: s.level,
+                first_triggered: s.first_triggered,
+                last_event: s.last_event_ns,
+            },
+        ));
+    }
+    restore
+}
 
 /// A write batch on its way through every shard.
 pub struct Queued {
@@ -64,10 +81,12 @@ impl Queued {
 pub enum Work {
     /// Points to evaluate.
     Write(Arc<Queued>),
-    /// The whole new rule set (each shard takes its part); the reply carries the status of the
-    /// rules the shard runs.
+    /// The whole new rule set (each shard takes its part) with the stored alert states, so a rule
+    /// created afresh (changed, moved to this shard, or re-added) resumes its levels; the reply
+    /// carries the status of the rules the shard runs.
     Reload(
         Vec<LoadedRule>,
+        RestoreMap,
         tokio::sync::oneshot::Sender<Vec<RuleStatus>>,
     ),
     /// Finish and exit.
@@ -167,18 +186,7 @@ impl EngineThreads {
         loaded: Vec<LoadedRule>,
         stored: Vec<StoredAlert>,
     ) -> std::io::Result<EngineThreads> {
-        let mut restore: RestoreMap = FxHashMap::default();
-        for s in stored {
-            restore.entry(s.task).or_default().push((
-                s.node,
-                s.group_id,
-                Restored {
-                    level: s.level,
-                    first_triggered: s.first_triggered,
-                    last_event: s.last_event_ns,
-                },
-            ));
-        }
+        let restore = restore_map(stored);
         let shards = receivers.len();
         let cfg = TaskConfig {
             group_expiry: shared.config.rules.group_expiry.as_nanos() as i64,
@@ -250,8 +258,8 @@ impl State {
                     self.forward_events_of(Some(q.batch.now));
                     q.done(&self.shared);
                 }
-                Ok(Work::Reload(loaded, reply)) => {
-                    self.apply(loaded, None);
+                Ok(Work::Reload(loaded, restore, reply)) => {
+                    self.apply(loaded, Some(restore));
                     let _ = reply.send(self.status.clone());
                 }
                 Ok(Work::Stop) | Err(RecvTimeoutError::Disconnected) => break,
@@ -346,12 +354,13 @@ impl State {
                 (Ok(plan), Some(prev)) if prev.plan().source == plan.source => prev,
                 (Ok(plan), prev) => {
                     let mut t = Task::new(Arc::new(plan), &self.cfg);
+                    // Stored levels first; the in-memory state of a previous version is newer.
+                    if let Some(states) = restore.remove(&rule.name) {
+                        t.restore(states);
+                    }
                     if let Some(prev) = prev {
                         t.restore(prev.alert_states());
                         tracing::info!(rule = %rule.name, "Rule changed; restarted with its alert levels.");
-                    }
-                    if let Some(states) = restore.remove(&rule.name) {
-                        t.restore(states);
                     }
                     t
                 }

@@ -179,10 +179,19 @@ impl Shared {
         let loaded = tokio::task::spawn_blocking(move || engine_thread::load_rules(&dir))
             .await
             .unwrap_or_default();
+        let stored = match self.storage.alert_states().await {
+            Ok(s) => engine_thread::restore_map(s),
+            Err(error) => {
+                tracing::warn!(%error, "Reading stored alert states for the reload failed; restarted rules begin at OK.");
+                Default::default()
+            }
+        };
         let mut replies = Vec::new();
         for w in &self.work {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            if w.send(Work::Reload(loaded.clone(), tx)).is_ok() {
+            if w.send(Work::Reload(loaded.clone(), stored.clone(), tx))
+                .is_ok()
+            {
                 replies.push(rx);
             }
         }
