@@ -197,3 +197,37 @@ fn every_file_is_checked_and_errors_counted() {
         "{stderr}"
     );
 }
+
+#[test]
+fn config_files_are_checked_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&good, "listen = \"0.0.0.0:9092\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "listen = \"0.0.0.0:9092\"\n\n[rules]\ngroup_expiry = \"soon\"\n",
+    )
+    .unwrap();
+    let run = |p: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_alertd"))
+            .arg("check")
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&good);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("checked 1 config file: all valid"));
+    let out = run(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("{}:4:16: 'soon' is not a duration", bad.display())),
+        "{err}"
+    );
+}

@@ -1,5 +1,4 @@
-//! `alertd check [PATH...]`: validates rule files (and, as they gain file formats, receivers and
-//! config), printing each problem as `file:line:col: message` with the line and a caret.
+//! `alertd check [PATH...]`: validates rule files and configuration files (`*.toml`), printing each problem as `file:line:col: message` with the line and a caret.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,30 +54,42 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
     } else {
         paths.to_vec()
     };
-    let files = rule_files(&paths)?;
+    // A `.toml` file is a configuration for `alertd run --config`; anything else holds rules.
+    let (configs, rule_paths): (Vec<PathBuf>, Vec<PathBuf>) = paths
+        .into_iter()
+        .partition(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"));
+    let files = rule_files(&rule_paths)?;
     let mut errors = 0;
-    for f in &files {
-        match rules::load_file(f) {
-            Ok(_) => {}
-            Err(e) => {
-                errors += 1;
-                eprintln!("{e}");
-            }
+    for f in &configs {
+        if let Err(e) = crate::config::Config::load(f) {
+            errors += 1;
+            eprintln!("{e}");
         }
     }
+    for f in &files {
+        if let Err(e) = rules::load_file(f) {
+            errors += 1;
+            eprintln!("{e}");
+        }
+    }
+    let what = match (files.len(), configs.len()) {
+        (_, 0) => format!("{} rule file{}", files.len(), plural(files.len())),
+        (0, c) => format!("{c} config file{}", plural(c)),
+        (r, c) => format!(
+            "{r} rule file{} and {c} config file{}",
+            plural(r),
+            plural(c)
+        ),
+    };
     if errors == 0 {
-        eprintln!(
-            "checked {} rule file{}: all valid",
-            files.len(),
-            if files.len() == 1 { "" } else { "s" }
-        );
+        eprintln!("checked {what}: all valid");
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "checked {} rule file{}: {errors} with errors",
-            files.len(),
-            if files.len() == 1 { "" } else { "s" }
-        );
+        eprintln!("checked {what}: {errors} with errors");
         Ok(ExitCode::FAILURE)
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
