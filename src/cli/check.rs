@@ -1,4 +1,5 @@
-//! `alertd check [PATH...]`: validates rule files and configuration files (`*.toml`), printing each problem as `file:line:col: message` with the line and a caret.
+//! `alertd check [PATH...]`: validates rule files and configuration files (`*.toml`), printing
+//! each problem as `file:line:col: message` with the line and a caret.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
