@@ -93,12 +93,19 @@ pub fn to_line_protocol(req: &WriteRequest) -> (String, u64) {
             .labels
             .iter()
             .find(|l| l.name == "__name__")
-            .map_or("prometheus", |l| l.value.as_str());
+            .map(|l| l.value.trim_end_matches('\\'))
+            .filter(|n| !n.is_empty())
+            .unwrap_or("prometheus");
+        // A line starting with '#' would be a comment; Prometheus names never start so.
+        if name.starts_with('#') {
+            key.push('_');
+        }
         escape(name, &mut key, false);
+        let usable = |s: &str| !s.trim_end_matches('\\').is_empty();
         let mut labels: Vec<&Label> = ts
             .labels
             .iter()
-            .filter(|l| l.name != "__name__" && !l.value.is_empty())
+            .filter(|l| l.name != "__name__" && usable(&l.name) && usable(&l.value))
             .collect();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         for l in labels {
@@ -129,15 +136,18 @@ pub fn to_line_protocol(req: &WriteRequest) -> (String, u64) {
     (out, stale)
 }
 
+/// Writes a measurement (`tag = false`) or a tag key or value in line-protocol escaping. Line
+/// protocol cannot end a name with a backslash (it would escape the delimiter after it), so
+/// trailing backslashes are dropped; newlines become escaped spaces.
 fn escape(s: &str, out: &mut String, tag: bool) {
+    let s = s.trim_end_matches('\\');
     for c in s.chars() {
         match c {
-            ',' | ' ' => {
+            ',' | ' ' | '\n' | '\r' => {
                 out.push('\\');
-                out.push(c);
+                out.push(if c == ',' { ',' } else { ' ' });
             }
             '=' if tag => out.push_str("\\="),
-            '\n' | '\r' => out.push(' '),
             _ => out.push(c),
         }
     }
@@ -199,6 +209,30 @@ mod tests {
         assert_eq!(p.tag("empty"), None);
         assert_eq!(p.field("value"), Some(&FieldValue::Float(1.5)));
         assert_eq!(p.timestamp, Some(1767225600000));
+    }
+
+    #[test]
+    fn awkward_labels_still_make_valid_lines() {
+        let req = WriteRequest {
+            timeseries: vec![series(
+                &[
+                    ("__name__", "#odd name"),
+                    ("a", "x\ny"),
+                    ("b", "ends\\"),
+                    ("c", "p=q,r s"),
+                    ("\\", "v"),
+                    ("d", "\\"),
+                ],
+                &[(1.0, 5)],
+            )],
+        };
+        let (lp, _) = to_line_protocol(&req);
+        let p = parse_line(lp.trim_end(), 1).expect("valid line protocol");
+        assert_eq!(p.measurement.as_str(), "_#odd name");
+        assert_eq!(p.tag("a"), Some("x y"));
+        assert_eq!(p.tag("b"), Some("ends"));
+        assert_eq!(p.tag("c"), Some("p=q,r s"));
+        assert_eq!(p.tags.len(), 3);
     }
 
     #[test]
