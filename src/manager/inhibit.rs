@@ -1,0 +1,467 @@
+//! Inhibition rules: configuration, validation, and the index of firing
+//! source alerts used to decide whether a target alert is inhibited.
+//!
+//! Semantics (Alertmanager's `inhibit/inhibit.go`): a target alert is
+//! inhibited by a rule when
+//!
+//! * the target matches the rule's `target_matchers`,
+//! * some **firing** alert matches the rule's `source_matchers`,
+//! * for every label name in `equal` the source and target have the same
+//!   value, where a missing label counts as the empty string (so missing
+//!   equals missing, and missing equals `""`),
+//! * and the source is not the target itself. More generally, when the
+//!   target matches *both* the source and the target matchers, sources that
+//!   also match both sides are ignored (so an alert matching both sides
+//!   can only be inhibited by an alert matching the source side alone).
+//!
+//! Callers pass only firing alerts as sources.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::labels::{LabelSet, fingerprint};
+use super::matcher::{Matcher, matches_all, parse_matcher};
+
+/// One `[[inhibit_rules]]` entry as written in the configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRuleConfig {
+    /// Matchers a firing alert must satisfy to inhibit others, one matcher
+    /// per string (e.g. `severity="critical"`).
+    #[serde(default)]
+    pub source_matchers: Vec<String>,
+    /// Matchers an alert must satisfy to be inhibited.
+    #[serde(default)]
+    pub target_matchers: Vec<String>,
+    /// Label names whose values must be equal in source and target (a
+    /// missing label equals the empty string).
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// An invalid inhibition rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("inhibit_rules[{rule}]: {field}: {msg}")]
+pub struct InhibitError {
+    /// Index of the rule in the configuration.
+    pub rule: usize,
+    /// The offending field, e.g. `source_matchers[0]`.
+    pub field: String,
+    /// What is wrong.
+    pub msg: String,
+}
+
+/// A validated inhibition rule.
+#[derive(Debug, Clone)]
+pub struct InhibitRule {
+    /// Source matchers.
+    pub source: Vec<Matcher>,
+    /// Target matchers.
+    pub target: Vec<Matcher>,
+    /// Label names that must be equal.
+    pub equal: Vec<String>,
+}
+
+impl InhibitRule {
+    /// Validate one configured rule (`index` is used in errors).
+    pub fn from_config(index: usize, cfg: &InhibitRuleConfig) -> Result<Self, InhibitError> {
+        let parse = |field: &str, list: &[String]| {
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    parse_matcher(s).map_err(|e| InhibitError {
+                        rule: index,
+                        field: format!("{field}[{i}]"),
+                        msg: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let source = parse("source_matchers", &cfg.source_matchers)?;
+        let target = parse("target_matchers", &cfg.target_matchers)?;
+        if let Some(i) = cfg.equal.iter().position(String::is_empty) {
+            return Err(InhibitError {
+                rule: index,
+                field: format!("equal[{i}]"),
+                msg: "empty label name".into(),
+            });
+        }
+        Ok(InhibitRule {
+            source,
+            target,
+            equal: cfg.equal.clone(),
+        })
+    }
+
+    fn equal_key(&self, labels: &LabelSet) -> Vec<String> {
+        self.equal
+            .iter()
+            .map(|n| labels.get(n).cloned().unwrap_or_default())
+            .collect()
+    }
+
+    fn equal_labels(&self, a: &LabelSet, b: &LabelSet) -> bool {
+        self.equal.iter().all(|n| {
+            a.get(n).map(String::as_str).unwrap_or("") == b.get(n).map(String::as_str).unwrap_or("")
+        })
+    }
+}
+
+/// Sources of one rule sharing one tuple of `equal` values, split by
+/// whether they also match the rule's target side. Both lists are sorted
+/// by fingerprint.
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    one_sided: Vec<u64>,
+    two_sided: Vec<u64>,
+}
+
+/// Decides inhibition. Holds the rules and, per rule, an index from the
+/// tuple of `equal` label values to the fingerprints of the firing sources
+/// having those values; [`Inhibitor::update`] rebuilds it.
+#[derive(Debug, Clone, Default)]
+pub struct Inhibitor {
+    rules: Vec<InhibitRule>,
+    index: Vec<HashMap<Vec<String>, Bucket>>,
+}
+
+impl Inhibitor {
+    /// Validate the configured rules. The index starts empty.
+    pub fn new(rules: &[InhibitRuleConfig]) -> Result<Self, InhibitError> {
+        let rules = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| InhibitRule::from_config(i, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_rules(rules))
+    }
+
+    /// Build from already validated rules. The index starts empty.
+    pub fn from_rules(rules: Vec<InhibitRule>) -> Self {
+        let index = vec![HashMap::new(); rules.len()];
+        Inhibitor { rules, index }
+    }
+
+    /// The rules, in configuration order.
+    pub fn rules(&self) -> &[InhibitRule] {
+        &self.rules
+    }
+
+    /// Rebuild the source index from the currently firing alerts, given as
+    /// `(fingerprint, labels)`. Cost: O(rules × alerts × matchers).
+    pub fn update(&mut self, firing: &[(u64, LabelSet)]) {
+        for (rule, idx) in self.rules.iter().zip(self.index.iter_mut()) {
+            idx.clear();
+            for (fp, labels) in firing {
+                if !matches_all(&rule.source, labels) {
+                    continue;
+                }
+                let bucket = idx.entry(rule.equal_key(labels)).or_default();
+                if matches_all(&rule.target, labels) {
+                    bucket.two_sided.push(*fp);
+                } else {
+                    bucket.one_sided.push(*fp);
+                }
+            }
+            for b in idx.values_mut() {
+                b.one_sided.sort_unstable();
+                b.one_sided.dedup();
+                b.two_sided.sort_unstable();
+                b.two_sided.dedup();
+            }
+        }
+    }
+
+    /// Number of indexed `(rule, equal-values)` buckets and of indexed
+    /// source entries (for metrics and tests).
+    pub fn index_stats(&self) -> (usize, usize) {
+        let buckets = self.index.iter().map(HashMap::len).sum();
+        let entries = self
+            .index
+            .iter()
+            .flat_map(HashMap::values)
+            .map(|b| b.one_sided.len() + b.two_sided.len())
+            .sum();
+        (buckets, entries)
+    }
+
+    /// Check `target` against the index built by [`Inhibitor::update`].
+    /// Returns the fingerprint of an inhibiting source (for the first rule,
+    /// in configuration order, that inhibits; the smallest fingerprint
+    /// within that rule), or `None`.
+    ///
+    /// Cost per rule: the target's matchers, one hash lookup of the
+    /// `equal` values, and O(1) work in the bucket — independent of the
+    /// number of firing alerts.
+    pub fn check(&self, target: &LabelSet) -> Option<u64> {
+        for (rule, idx) in self.rules.iter().zip(&self.index) {
+            if !matches_all(&rule.target, target) {
+                continue;
+            }
+            let Some(bucket) = idx.get(&rule.equal_key(target)) else {
+                continue;
+            };
+            // A target matching both sides may only be inhibited by
+            // one-sided sources. A one-sided source is never the target
+            // itself (the target matches the target side). A target that
+            // is not two-sided is not a source at all, so any entry works.
+            let two_sided_target = matches_all(&rule.source, target);
+            let candidate = if two_sided_target {
+                bucket.one_sided.first().copied()
+            } else {
+                match (bucket.one_sided.first(), bucket.two_sided.first()) {
+                    (Some(&a), Some(&b)) => Some(a.min(b)),
+                    (a, b) => a.or(b).copied(),
+                }
+            };
+            if candidate.is_some() {
+                return candidate;
+            }
+        }
+        None
+    }
+
+    /// Check `target` against an explicit set of firing alerts without
+    /// using the index (a scan; use [`Inhibitor::check`] after
+    /// [`Inhibitor::update`] when checking many targets). Same result as
+    /// `check` would give with an index built from `firing_sources`.
+    pub fn is_inhibited<'a>(
+        &self,
+        target: &LabelSet,
+        firing_sources: impl Iterator<Item = &'a LabelSet>,
+    ) -> Option<u64> {
+        let sources: Vec<&LabelSet> = firing_sources.collect();
+        let target_fp = fingerprint(target);
+        for rule in &self.rules {
+            if !matches_all(&rule.target, target) {
+                continue;
+            }
+            let two_sided_target = matches_all(&rule.source, target);
+            let best = sources
+                .iter()
+                .filter(|s| matches_all(&rule.source, s))
+                .filter(|s| rule.equal_labels(s, target))
+                .filter(|s| !(two_sided_target && matches_all(&rule.target, s)))
+                .map(|s| fingerprint(s))
+                .filter(|&fp| fp != target_fp)
+                .min();
+            if best.is_some() {
+                return best;
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::labels::label_set;
+
+    fn rule(src: &[&str], tgt: &[&str], equal: &[&str]) -> InhibitRuleConfig {
+        InhibitRuleConfig {
+            source_matchers: src.iter().map(|s| s.to_string()).collect(),
+            target_matchers: tgt.iter().map(|s| s.to_string()).collect(),
+            equal: equal.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn with_index(inh: &mut Inhibitor, alerts: &[LabelSet]) {
+        let firing: Vec<(u64, LabelSet)> =
+            alerts.iter().map(|l| (fingerprint(l), l.clone())).collect();
+        inh.update(&firing);
+    }
+
+    /// Check both code paths and assert they agree.
+    fn both(inh: &mut Inhibitor, target: &LabelSet, alerts: &[LabelSet]) -> Option<u64> {
+        with_index(inh, alerts);
+        let a = inh.check(target);
+        let b = inh.is_inhibited(target, alerts.iter());
+        assert_eq!(a, b, "index and scan disagree for {target:?}");
+        a
+    }
+
+    #[test]
+    fn basic_inhibition_with_equal() {
+        let mut inh = Inhibitor::new(&[rule(
+            &[r#"alertname="JobDown""#],
+            &[r#"alertname="InstanceDown""#],
+            &["job", "zone"],
+        )])
+        .unwrap();
+        let src = label_set([("alertname", "JobDown"), ("job", "j1"), ("zone", "aa")]);
+        let t_same = label_set([
+            ("alertname", "InstanceDown"),
+            ("job", "j1"),
+            ("zone", "aa"),
+            ("instance", "i1"),
+        ]);
+        let t_other_zone =
+            label_set([("alertname", "InstanceDown"), ("job", "j1"), ("zone", "ab")]);
+        let alerts = vec![src.clone(), t_same.clone(), t_other_zone.clone()];
+        assert_eq!(both(&mut inh, &t_same, &alerts), Some(fingerprint(&src)));
+        assert_eq!(both(&mut inh, &t_other_zone, &alerts), None);
+        // The source does not match the target matchers.
+        assert_eq!(both(&mut inh, &src, &alerts), None);
+        // Without the source firing nothing is inhibited.
+        assert_eq!(both(&mut inh, &t_same, &alerts[1..]), None);
+    }
+
+    #[test]
+    fn missing_equal_labels_are_equal() {
+        let mut inh = Inhibitor::new(&[rule(&[r#"s="1""#], &[r#"t="1""#], &["cluster"])]).unwrap();
+        let src_missing = label_set([("s", "1")]);
+        let tgt_missing = label_set([("t", "1")]);
+        let tgt_empty = label_set([("t", "1"), ("cluster", "")]);
+        let tgt_set = label_set([("t", "1"), ("cluster", "c")]);
+        let alerts = vec![src_missing.clone()];
+        // missing == missing
+        assert_eq!(
+            both(&mut inh, &tgt_missing, &alerts),
+            Some(fingerprint(&src_missing))
+        );
+        // missing == "" (Alertmanager compares label values, "" when absent)
+        assert!(both(&mut inh, &tgt_empty, &alerts).is_some());
+        // missing != "c"
+        assert_eq!(both(&mut inh, &tgt_set, &alerts), None);
+        let src_set = label_set([("s", "1"), ("cluster", "c")]);
+        assert_eq!(
+            both(&mut inh, &tgt_missing, std::slice::from_ref(&src_set)),
+            None
+        );
+        assert_eq!(
+            both(&mut inh, &tgt_set, std::slice::from_ref(&src_set)),
+            Some(fingerprint(&src_set))
+        );
+    }
+
+    #[test]
+    fn alert_does_not_inhibit_itself() {
+        // Source and target matchers both match the same alert.
+        let mut inh = Inhibitor::new(&[rule(
+            &[r#"severity="critical""#],
+            &[r#"severity=~"critical|warning""#],
+            &["alertname"],
+        )])
+        .unwrap();
+        let a = label_set([("alertname", "X"), ("severity", "critical")]);
+        assert_eq!(both(&mut inh, &a, std::slice::from_ref(&a)), None);
+        // Another two-sided alert does not inhibit it either.
+        let b = label_set([("alertname", "X"), ("severity", "critical"), ("i", "2")]);
+        assert_eq!(both(&mut inh, &a, &[a.clone(), b.clone()]), None);
+        // But it does inhibit a one-sided target.
+        let w = label_set([("alertname", "X"), ("severity", "warning")]);
+        let r = both(&mut inh, &w, &[a.clone(), b.clone()]);
+        assert_eq!(r, Some(fingerprint(&a).min(fingerprint(&b))));
+    }
+
+    #[test]
+    fn one_sided_source_inhibits_two_sided_target() {
+        let mut inh =
+            Inhibitor::new(&[rule(&[r#"kind=~"a|b""#], &[r#"kind=~"b|c""#], &[])]).unwrap();
+        let a = label_set([("kind", "a")]); // source only
+        let b = label_set([("kind", "b")]); // both sides
+        let c = label_set([("kind", "c")]); // target only
+        let alerts = vec![a.clone(), b.clone(), c.clone()];
+        assert_eq!(both(&mut inh, &b, &alerts), Some(fingerprint(&a)));
+        assert_eq!(both(&mut inh, &b, &[b.clone(), c.clone()]), None);
+        assert!(both(&mut inh, &c, std::slice::from_ref(&b)).is_some());
+        assert_eq!(both(&mut inh, &a, &alerts), None);
+    }
+
+    #[test]
+    fn first_rule_wins_and_result_is_smallest_fingerprint() {
+        let mut inh = Inhibitor::new(&[
+            rule(&[r#"r="1""#], &[r#"t="1""#], &[]),
+            rule(&[r#"r="2""#], &[r#"t="1""#], &[]),
+        ])
+        .unwrap();
+        let s1 = label_set([("r", "1"), ("n", "a")]);
+        let s1b = label_set([("r", "1"), ("n", "b")]);
+        let s2 = label_set([("r", "2")]);
+        let t = label_set([("t", "1")]);
+        let alerts = vec![s2.clone(), s1.clone(), s1b.clone()];
+        assert_eq!(
+            both(&mut inh, &t, &alerts),
+            Some(fingerprint(&s1).min(fingerprint(&s1b)))
+        );
+        assert_eq!(
+            both(&mut inh, &t, std::slice::from_ref(&s2)),
+            Some(fingerprint(&s2))
+        );
+    }
+
+    #[test]
+    fn update_replaces_index() {
+        let mut inh = Inhibitor::new(&[rule(&[r#"s="1""#], &[r#"t="1""#], &[])]).unwrap();
+        let s = label_set([("s", "1")]);
+        let t = label_set([("t", "1")]);
+        with_index(&mut inh, std::slice::from_ref(&s));
+        assert!(inh.check(&t).is_some());
+        with_index(&mut inh, &[]);
+        assert!(inh.check(&t).is_none());
+        assert_eq!(inh.index_stats(), (0, 0));
+    }
+
+    #[test]
+    fn config_from_toml_and_errors() {
+        #[derive(Deserialize)]
+        struct Top {
+            inhibit_rules: Vec<InhibitRuleConfig>,
+        }
+        let top: Top = toml::from_str(
+            r#"
+[[inhibit_rules]]
+source_matchers = ['severity="critical"']
+target_matchers = ['severity="warning"']
+equal = ["alertname", "cluster"]
+
+[[inhibit_rules]]
+source_matchers = ['a=~"("']
+"#,
+        )
+        .unwrap();
+        let err = Inhibitor::new(&top.inhibit_rules).unwrap_err();
+        assert_eq!(err.rule, 1);
+        assert_eq!(err.field, "source_matchers[0]");
+        assert!(
+            err.to_string()
+                .starts_with("inhibit_rules[1]: source_matchers[0]: ")
+        );
+        assert!(Inhibitor::new(&top.inhibit_rules[..1]).is_ok());
+        let bad: Result<Top, _> = toml::from_str("[[inhibit_rules]]\nsource_match = {a = \"b\"}\n");
+        assert!(bad.is_err(), "unknown fields are rejected");
+    }
+
+    #[test]
+    fn many_sources_indexed_lookup() {
+        // 10,000 firing sources, each with a distinct `instance`. The rule
+        // uses `equal = ["instance"]`, so the index has 10,000 buckets of
+        // one entry each: checking a target hashes its `instance` value and
+        // looks at a single bucket instead of scanning all 10,000 sources.
+        let mut inh = Inhibitor::new(&[rule(
+            &[r#"alertname="NodeDown""#],
+            &[r#"alertname="ServiceDown""#],
+            &["instance"],
+        )])
+        .unwrap();
+        let firing: Vec<(u64, LabelSet)> = (0..10_000)
+            .map(|i| {
+                let l = label_set([("alertname", "NodeDown"), ("instance", &format!("n{i}"))]);
+                (fingerprint(&l), l)
+            })
+            .collect();
+        inh.update(&firing);
+        assert_eq!(inh.index_stats(), (10_000, 10_000));
+        for i in [0, 1, 4_999, 9_999] {
+            let t = label_set([("alertname", "ServiceDown"), ("instance", &format!("n{i}"))]);
+            assert_eq!(inh.check(&t), Some(firing[i].0));
+        }
+        let t = label_set([("alertname", "ServiceDown"), ("instance", "n10000")]);
+        assert_eq!(inh.check(&t), None);
+        // Targets not matching the target side never touch the index.
+        let t = label_set([("alertname", "Other"), ("instance", "n1")]);
+        assert_eq!(inh.check(&t), None);
+    }
+}
