@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod ingest;
 pub mod manager;
+pub mod receivers;
 pub mod rules;
 pub mod service;
 pub mod storage;

@@ -805,3 +805,188 @@ fn a_changed_rule_keeps_its_alert_levels_even_on_another_engine_thread() {
     assert_eq!(events[1]["level"], "OK");
     assert_eq!(events[1]["previousLevel"], "CRITICAL");
 }
+
+/// A real HTTP receiver on loopback: records each request (headers, body) and answers with the
+/// next status of `statuses` (the last one repeats).
+struct Receiver {
+    addr: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    fn start(statuses: Vec<u16>) -> Receiver {
+        Receiver::start_on(0, statuses)
+    }
+
+    fn start_on(port: u16, statuses: Vec<u16>) -> Receiver {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let Ok(k) = stream.read(&mut chunk) else {
+                        break (String::new(), String::new());
+                    };
+                    if k == 0 {
+                        break (String::new(), String::new());
+                    }
+                    buf.extend_from_slice(&chunk[..k]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let head = text[..end].to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break (
+                                head,
+                                String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
+                            );
+                        }
+                    }
+                };
+                let status = statuses[n.min(statuses.len() - 1)];
+                n += 1;
+                seen.lock().unwrap().push((head, body));
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        Receiver { addr, requests }
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<(String, String)> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = self.requests.lock().unwrap().clone();
+            if r.len() >= n {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} of {n} requests",
+                r.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn tick_post_and_log_handlers_deliver_durably_with_retries() {
+    let hook = Receiver::start(vec![503, 200]);
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("alerts.log");
+    let rule = format!(
+        r#"
+stream
+    |from()
+        .measurement('cpu')
+        .groupBy('host')
+    |alert()
+        .id('cpu/{{{{ index .Tags "host" }}}}')
+        .crit(lambda: "usage" > 90)
+        .post('http://{}/hook')
+            .header('X-Team', 'ops')
+        .log('{}')
+"#,
+        hook.addr,
+        log.display()
+    );
+    let (_tmp, dir) = workdir(&[("cpu.tick", &rule)]);
+    let s = Server::start(&dir, "");
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=w usage=95 1767225600\n",
+    );
+    // The first attempt gets 503; the retry (after about a second) gets 200.
+    let reqs = hook.wait_for(2);
+    let (head, body) = &reqs[1];
+    assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-team: ops"), "{head}");
+    let ev: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(ev["id"], "cpu/w");
+    assert_eq!(ev["level"], "CRITICAL");
+    assert_eq!(ev["previousLevel"], "OK");
+    assert_eq!(ev["data"]["series"][0]["values"][0][1], 95.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &s.metrics(),
+        "alertd_notifications_sent_total{kind=\"post\"}",
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the retry was never counted as sent"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = s.metrics();
+    assert_eq!(
+        metric(&m, "alertd_notifications_retried_total{kind=\"post\"}"),
+        1.0
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line: Value = serde_json::from_str(logged.lines().next().unwrap()).unwrap();
+    assert_eq!(line["id"], "cpu/w");
+    // Nothing more is sent for a delivered notification.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hook.requests.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn pending_notifications_survive_kill_9() {
+    // The receiver is down while the alert fires and while alertd is killed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let rule = format!(
+        "stream|from().measurement('cpu').groupBy('host')|alert().id('cpu/{{{{ index .Tags \"host\" }}}}').crit(lambda: \"usage\" > 90).post('http://127.0.0.1:{port}/hook')"
+    );
+    let (_tmp, dir) = workdir(&[("cpu.tick", &rule)]);
+    let s = Server::start(&dir, "");
+    s.write(
+        "/write?db=telegraf&precision=s",
+        "cpu,host=d usage=95 1767225600\n",
+    );
+    s.wait_events("the event", |e| e.len() == 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &s.metrics(),
+        "alertd_notifications_retried_total{kind=\"post\"}",
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no delivery attempt while the receiver was down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.kill9();
+    // Bring the receiver up on that port, restart alertd: the notification arrives.
+    let hook = Receiver::start_on(port, vec![200]);
+    let _s = Server::start(&dir, "");
+    let reqs = hook.wait_for(1);
+    let ev: Value = serde_json::from_str(&reqs[0].1).unwrap();
+    assert_eq!(ev["id"], "cpu/d");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(hook.requests.lock().unwrap().len(), 1, "delivered once");
+}

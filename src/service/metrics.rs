@@ -26,6 +26,13 @@ pub struct EndpointCodeLabel {
     pub code: u16,
 }
 
+/// Delivery `kind` label (`post`, `log`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Kind of delivery.
+    pub kind: String,
+}
+
 /// `rule` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabel {
@@ -96,6 +103,12 @@ pub struct Metrics {
     pub alert_latency_seconds: Histogram,
     /// Resident memory of the process.
     pub resident_memory_bytes: Gauge,
+    /// Notifications delivered.
+    pub notifications_sent: Family<KindLabel, Counter>,
+    /// Notification attempts that will be retried.
+    pub notifications_retried: Family<KindLabel, Counter>,
+    /// Notifications given up (refused by the receiver).
+    pub notifications_failed: Family<KindLabel, Counter>,
     /// `alertd record` clients connected.
     pub recorders: Gauge,
     registry: Registry,
@@ -132,6 +145,9 @@ impl Metrics {
             sqlite_write_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             alert_latency_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             resident_memory_bytes: Gauge::default(),
+            notifications_sent: Family::default(),
+            notifications_retried: Family::default(),
+            notifications_failed: Family::default(),
             recorders: Gauge::default(),
             registry: Registry::with_prefix("alertd"),
         };
@@ -230,6 +246,21 @@ impl Metrics {
             "sqlite_write_seconds",
             "Time to commit a batch of alert events",
             m.sqlite_write_seconds.clone(),
+        );
+        r.register(
+            "notifications_sent",
+            "Notifications delivered",
+            m.notifications_sent.clone(),
+        );
+        r.register(
+            "notifications_retried",
+            "Notification attempts to be retried",
+            m.notifications_retried.clone(),
+        );
+        r.register(
+            "notifications_failed",
+            "Notifications given up, refused by the receiver",
+            m.notifications_failed.clone(),
         );
         r.register(
             "alert_latency_seconds",

@@ -210,10 +210,18 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     let stored = storage.alert_states().await?;
 
     let (event_tx, event_rx) = tokio::sync::mpsc::channel(65_536);
+    // Alert events go to one writer; the notifications they cause are delivered from the outbox.
+    let wake_delivery = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(crate::storage::run_writer(
         storage.clone(),
         event_rx,
         metrics.clone(),
+        wake_delivery.clone(),
+    ));
+    tokio::spawn(crate::receivers::run_delivery(
+        storage.clone(),
+        metrics.clone(),
+        wake_delivery,
     ));
 
     // One work queue per shard, holding write batches plus a few control messages.

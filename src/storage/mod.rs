@@ -77,6 +77,27 @@ pub struct EventRecord {
     /// When the write that caused the event arrived (Unix ns), for the alert-latency metric;
     /// None for events of the wall clock (deadman, window close).
     pub received_ns: Option<i64>,
+    /// Notifications the event's handlers ask for, stored in the outbox with the event.
+    pub deliveries: Vec<crate::receivers::Delivery>,
+}
+
+/// A notification in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// `post` or `log`.
+    pub kind: String,
+    /// URL or path.
+    pub target: String,
+    /// Extra HTTP headers.
+    pub headers: Vec<(String, String)>,
+    /// HTTP timeout in milliseconds.
+    pub timeout_ms: i64,
+    /// What to send.
+    pub body: String,
+    /// Attempts so far.
+    pub attempts: i64,
 }
 
 impl EventRecord {
@@ -97,6 +118,7 @@ impl EventRecord {
             duration: ev.duration,
             body: ev.to_json().to_string(),
             received_ns: None,
+            deliveries: crate::receivers::handler_deliveries(ev).0,
         }
     }
 }
@@ -222,8 +244,115 @@ impl Storage {
             .execute(&mut *tx)
             .await?;
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        for e in batch {
+            for d in &e.deliveries {
+                let headers = serde_json::Value::Object(
+                    d.headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                        .collect(),
+                );
+                sqlx::query(
+                    "INSERT INTO outbox (created_ns, kind, target, headers, timeout_ms, body, status, next_attempt_ns)
+                     VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                )
+                .bind(now)
+                .bind(d.kind)
+                .bind(&d.target)
+                .bind(headers.to_string())
+                .bind(d.timeout.as_millis() as i64)
+                .bind(&e.body)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+impl Storage {
+    /// Pending notifications due at `now`, oldest first.
+    pub async fn outbox_due(&self, now: i64, limit: i64) -> Result<Vec<OutboxRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, target, headers, timeout_ms, body, attempts FROM outbox
+             WHERE status = 'pending' AND next_attempt_ns <= ? ORDER BY id LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let headers: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default();
+                OutboxRow {
+                    id: r.get(0),
+                    kind: r.get(1),
+                    target: r.get(2),
+                    headers: headers
+                        .into_iter()
+                        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                        .collect(),
+                    timeout_ms: r.get(4),
+                    body: r.get(5),
+                    attempts: r.get(6),
+                }
+            })
+            .collect())
+    }
+
+    /// Marks a notification delivered.
+    pub async fn outbox_sent(&self, id: i64) -> Result<(), StorageError> {
+        sqlx::query("UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Schedules another attempt.
+    pub async fn outbox_retry(
+        &self,
+        id: i64,
+        attempts: i64,
+        next_ns: i64,
+        error: &str,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = ?, next_attempt_ns = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(attempts)
+        .bind(next_ns)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives up on a notification, keeping the reason.
+    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StorageError> {
+        sqlx::query("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?")
+            .bind(error)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Notifications by status, for `/api/v1/alerts`.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        let rows =
+            sqlx::query("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 
@@ -236,6 +365,7 @@ pub async fn run_writer(
     storage: Storage,
     mut rx: mpsc::Receiver<EventRecord>,
     metrics: Arc<Metrics>,
+    deliveries: Arc<tokio::sync::Notify>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -264,6 +394,9 @@ pub async fn run_writer(
                             .observe((now - e).max(0) as f64 / 1e9);
                     }
                     metrics.events_stored.inc_by(batch.len() as u64);
+                    if batch.iter().any(|e| !e.deliveries.is_empty()) {
+                        deliveries.notify_one();
+                    }
                     break;
                 }
                 Err(error) => {
