@@ -556,35 +556,21 @@ impl AggRt {
     fn process(&mut self, msg: Msg, ctx: &mut Ctx, out: &mut Out) {
         match msg {
             Msg::Batch(b) => self.batch(b, ctx, out),
-            Msg::Point(p) => {
+            Msg::Point(mut p) => {
                 let n = 1 + self.more.len();
-                let states = self
-                    .groups
+                let AggRt {
+                    spec,
+                    field,
+                    as_name,
+                    more,
+                    groups,
+                } = self;
+                let states = groups
                     .get_or_insert_with(p.group, || (0..n).map(|_| AggState::default()).collect());
-                let mut fields = Fields::new();
-                for (i, st) in states.iter_mut().enumerate() {
-                    let (field, as_name) = if i == 0 {
-                        (&self.field, &self.as_name)
-                    } else {
-                        (&self.more[i - 1].0, &self.more[i - 1].1)
-                    };
-                    if let Some(v) = stream_step(&self.spec, field, st, &p, ctx) {
-                        fields.push((as_name.clone(), v));
-                    }
-                }
-                // A point is emitted once every field has a value (the first point of a
-                // derivative has none).
-                if fields.len() == n {
-                    let mut q = p;
-                    if matches!(self.spec.func, AggFunc::Derivative { .. }) {
-                        // derivative keeps the point's fields and adds the rate, as Kapacitor's does.
-                        for (k, v) in fields {
-                            q.set_field(k, v);
-                        }
-                    } else {
-                        q.fields = fields;
-                    }
-                    out.push(Msg::Point(q));
+                if let Some(results) = step(spec, (field, as_name), more, states, &p, ctx) {
+                    let base = std::mem::take(&mut p.fields);
+                    p.fields = merge(spec, base, results);
+                    out.push(Msg::Point(p));
                 }
             }
         }
@@ -643,27 +629,17 @@ impl AggRt {
                 let mut states: SmallVec<[AggState; 1]> =
                     (0..n).map(|_| AggState::default()).collect();
                 for p in &b.points {
-                    let mut fields = Fields::new();
-                    for (i, st) in states.iter_mut().enumerate() {
-                        let (field, as_name) = if i == 0 {
-                            (&self.field, &self.as_name)
-                        } else {
-                            (&self.more[i - 1].0, &self.more[i - 1].1)
-                        };
-                        if let Some(v) = stream_step(&self.spec, field, st, p, ctx) {
-                            fields.push((as_name.clone(), v));
-                        }
-                    }
-                    if fields.len() == n {
+                    let outputs = (&self.field, &self.as_name);
+                    if let Some(results) =
+                        step(&self.spec, outputs, &self.more, &mut states, p, ctx)
+                    {
                         let mut q = make(p.time, Value::Int(0));
-                        if matches!(self.spec.func, AggFunc::Derivative { .. }) {
-                            q.fields = p.fields.clone();
-                            for (k, v) in fields {
-                                q.set_field(k, v);
-                            }
+                        let base = if matches!(self.spec.func, AggFunc::Derivative { .. }) {
+                            p.fields.clone()
                         } else {
-                            q.fields = fields;
-                        }
+                            Fields::new()
+                        };
+                        q.fields = merge(&self.spec, base, results);
                         points.push(q);
                     }
                 }
@@ -677,6 +653,46 @@ impl AggRt {
             points,
         }));
     }
+}
+
+/// One point through the stream form of an aggregate's function, for every field it computes
+/// (`outputs` is the first field and its output name, `more` the others): the results, or None
+/// until every field has a value (a derivative's first point).
+fn step(
+    spec: &AggSpec,
+    outputs: (&Name, &Name),
+    more: &[(Name, Name)],
+    states: &mut [AggState],
+    p: &Point,
+    ctx: &mut Ctx,
+) -> Option<Fields> {
+    let mut results = Fields::new();
+    for (i, st) in states.iter_mut().enumerate() {
+        let (field, as_name) = if i == 0 {
+            outputs
+        } else {
+            (&more[i - 1].0, &more[i - 1].1)
+        };
+        if let Some(v) = stream_step(spec, field, st, p, ctx) {
+            results.push((as_name.clone(), v));
+        }
+    }
+    (results.len() == states.len()).then_some(results)
+}
+
+/// The output fields: derivative keeps the point's fields (`base`) and sets the rates in them, as
+/// Kapacitor's does; the other functions emit only their results.
+fn merge(spec: &AggSpec, mut base: Fields, results: Fields) -> Fields {
+    if !matches!(spec.func, AggFunc::Derivative { .. }) {
+        return results;
+    }
+    for (k, v) in results {
+        match base.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => base.push((k, v)),
+        }
+    }
+    base
 }
 
 /// One step of the stream forms of difference, derivative, movingAverage and cumulativeSum.
