@@ -942,6 +942,16 @@ stream
         metric(&m, "alertd_notifications_retried_total{kind=\"post\"}"),
         1.0
     );
+    // Both notifications (post and log) are marked sent in the outbox.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.json("/api/v1/alerts")["notifications"]["sent"] != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            s.json("/api/v1/alerts")["notifications"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let logged = std::fs::read_to_string(&log).unwrap();
     let line: Value = serde_json::from_str(logged.lines().next().unwrap()).unwrap();
     assert_eq!(line["id"], "cpu/w");

@@ -427,11 +427,16 @@ async fn alerts(State(s): State<Arc<Shared>>) -> Response {
     match (
         s.storage.alert_states().await,
         s.storage.recent_events(100).await,
+        s.storage.outbox_counts().await,
     ) {
-        (Ok(states), Ok(events)) => {
-            axum::Json(json!({ "alerts": states, "recent_events": events })).into_response()
+        (Ok(states), Ok(events), Ok(counts)) => {
+            // Notifications by delivery status: pending, sent, failed.
+            let notifications: serde_json::Map<String, serde_json::Value> =
+                counts.into_iter().map(|(k, v)| (k, json!(v))).collect();
+            axum::Json(json!({ "alerts": states, "recent_events": events, "notifications": notifications }))
+                .into_response()
         }
-        (Err(e), _) | (_, Err(e)) => {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             tracing::error!(error = %e, "Reading alerts failed.");
             error_json(
                 StatusCode::SERVICE_UNAVAILABLE,
