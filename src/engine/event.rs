@@ -108,24 +108,6 @@ impl AlertEvent {
             "recoverable": self.recoverable,
         })
     }
-
-    /// Template data for rendering handler properties of this event.
-    pub fn template_data(&self) -> TemplateData<'_> {
-        let fields = self.data.points.last().map(|(_, f)| f);
-        TemplateData {
-            id: &self.id,
-            name: &self.data.name,
-            task: &self.task,
-            group: &self.group,
-            tags: TagMap(&self.data.tags),
-            level: Some(self.level),
-            fields: FieldMap(fields),
-            time: self.time,
-            duration: self.duration,
-            message: Some(&self.message),
-            details: Some(&self.details),
-        }
-    }
 }
 
 /// What alert templates see: `.ID .Name .TaskName .Group .Tags .Level .Fields .Time .Duration

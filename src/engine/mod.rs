@@ -82,11 +82,6 @@ impl Engine {
         self.tasks
     }
 
-    /// Mutable access to the tasks (restoring state, wall-clock checks).
-    pub fn tasks_mut(&mut self) -> &mut [Task] {
-        &mut self.tasks
-    }
-
     /// Builds the routing table over already running tasks.
     pub fn from_tasks(tasks: Vec<Task>) -> Engine {
         let mut by_measurement: FxHashMap<Box<str>, SmallVec<[(u32, u32); 4]>> =

@@ -85,26 +85,4 @@ impl TaskStats {
             );
         }
     }
-
-    /// Total events.
-    pub fn total_events(&self) -> u64 {
-        self.events.iter().sum()
-    }
-
-    /// Adds another rule's counters (for summaries).
-    pub fn add(&mut self, o: &TaskStats) {
-        self.points_in += o.points_in;
-        self.points_matched += o.points_matched;
-        for i in 0..4 {
-            self.events[i] += o.events[i];
-        }
-        self.missing_field += o.missing_field;
-        self.type_error += o.type_error;
-        self.template_error += o.template_error;
-        self.groups_expired += o.groups_expired;
-        self.window_overflow += o.window_overflow;
-        if self.first_error.is_none() {
-            self.first_error.clone_from(&o.first_error);
-        }
-    }
 }

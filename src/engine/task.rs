@@ -714,11 +714,6 @@ impl Task {
         }
     }
 
-    /// Takes the alert events produced so far.
-    pub fn drain_events(&mut self) -> Vec<AlertEvent> {
-        std::mem::take(&mut self.ctx.events)
-    }
-
     /// Appends the alert events produced so far to `out`.
     pub fn drain_events_into(&mut self, out: &mut Vec<AlertEvent>) {
         out.append(&mut self.ctx.events);

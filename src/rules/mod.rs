@@ -157,13 +157,6 @@ pub fn format_rfc3339(ns: i64) -> String {
     s
 }
 
-/// Parses an RFC 3339 time into Unix nanoseconds.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .and_then(|d| d.timestamp_nanos_opt())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,9 +174,5 @@ mod tests {
     fn rfc3339() {
         assert_eq!(format_rfc3339(10_000_000_000), "1970-01-01T00:00:10Z");
         assert_eq!(format_rfc3339(10_500_000_000), "1970-01-01T00:00:10.5Z");
-        assert_eq!(
-            parse_rfc3339("1970-01-01T00:00:10.5Z"),
-            Some(10_500_000_000)
-        );
     }
 }
