@@ -7,6 +7,8 @@
 //! and gives up on other 4xx with the reason stored. After a crash everything pending is sent
 //! again (at least once).
 
+pub mod notification;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
