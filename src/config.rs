@@ -49,6 +49,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Rule evaluation.
     pub rules: RulesConfig,
+    /// The alert manager: alerts, silences, notifications.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -60,6 +62,45 @@ impl Default for Config {
             receivers_dir: PathBuf::from("receivers"),
             ingest: IngestConfig::default(),
             rules: RulesConfig::default(),
+            alerts: AlertsConfig::default(),
+        }
+    }
+}
+
+/// Alert manager settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// The URL users reach alertd at, for links in notifications (`http://alertd.example.com`).
+    /// Default: `http://` and the listen address.
+    pub external_url: Option<String>,
+    /// An alert posted without `endsAt` is considered resolved this long after its last update,
+    /// unless posted again (Alertmanager's `resolve_timeout`).
+    #[serde(with = "duration_str")]
+    pub resolve_timeout: Duration,
+    /// Expired silences are kept this long (for the UI and `amtool silence query --expired`),
+    /// then purged.
+    #[serde(with = "duration_str")]
+    pub silence_retention: Duration,
+    /// Notifications older than this that were delivered or given up are purged from the outbox.
+    #[serde(with = "duration_str")]
+    pub notification_retention: Duration,
+    /// Notifications waiting for or in delivery per receiver; beyond it they wait in SQLite,
+    /// never in memory.
+    pub receiver_queue: usize,
+    /// Deliveries in flight at once per receiver.
+    pub receiver_concurrency: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            external_url: None,
+            resolve_timeout: Duration::from_secs(5 * 60),
+            silence_retention: Duration::from_secs(120 * 3600),
+            notification_retention: Duration::from_secs(120 * 3600),
+            receiver_queue: 256,
+            receiver_concurrency: 4,
         }
     }
 }
@@ -119,6 +160,14 @@ impl Default for RulesConfig {
 }
 
 impl Config {
+    /// The URL links in notifications point at.
+    pub fn external_url(&self) -> String {
+        match &self.alerts.external_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("alertd.db")

@@ -110,6 +110,25 @@ impl AlertEvent {
     }
 }
 
+impl AlertEvent {
+    /// The data templates render against for this event (handler properties).
+    pub fn template_data(&self) -> TemplateData<'_> {
+        TemplateData {
+            id: &self.id,
+            name: &self.data.name,
+            task: &self.task,
+            group: &self.group,
+            tags: TagMap(&self.data.tags),
+            level: Some(self.level),
+            fields: FieldMap(self.data.points.last().map(|(_, f)| f)),
+            time: self.time,
+            duration: self.duration,
+            message: Some(&self.message),
+            details: Some(&self.details),
+        }
+    }
+}
+
 /// What alert templates see: `.ID .Name .TaskName .Group .Tags .Level .Fields .Time .Duration
 /// .Message .Details`.
 pub struct TemplateData<'a> {

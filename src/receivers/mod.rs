@@ -1,102 +1,124 @@
-//! Receivers: delivering notifications. So far the TICK handlers `.post(url)` (Kapacitor's alert
-//! JSON in an HTTP POST) and `.log(path)` (one JSON line per event appended to a file).
+//! Receivers: turning notifications into deliveries and delivering them.
 //!
-//! Delivery is durable: the notifications of an event are written to the SQLite outbox in the
-//! same transaction as the event, and a delivery task sends what is due. It marks a notification
-//! sent after a 2xx, retries connection errors, 429 and 5xx with exponential backoff and jitter,
-//! and gives up on other 4xx with the reason stored. After a crash everything pending is sent
-//! again (at least once).
+//! - [`group_outbox`] renders a flushed group's notification for each integration of its
+//!   receiver (webhook, log, e-mail, Alerta); [`handler_outbox`] renders one alert event for
+//!   each TICK handler of its rule (`.post()`, `.log()`, `.email()`, `.alerta()`).
+//! - The rows are written to the SQLite outbox by the storage writer, in the same transaction as
+//!   what caused them; [`run_delivery`] sends what is due, per receiver: each receiver has its
+//!   own bounded queue and concurrency, so a slow or dead receiver delays nobody else, and the
+//!   notifications of one group go out in order.
+//! - A notification is marked sent after a 2xx (or SMTP 250), retried with exponential backoff
+//!   and jitter on connection errors, timeouts, 429 and 5xx (SMTP 4xx), and given up on other
+//!   4xx (SMTP 5xx) with the reason stored. After a crash everything pending is sent again (at
+//!   least once).
 
+pub mod config;
 pub mod notification;
+pub mod tick;
+pub mod webhook;
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::engine::AlertEvent;
-use crate::rules::lambda::Value;
-use crate::rules::plan::HandlerValue;
-use crate::service::metrics::Metrics;
-use crate::storage::{OutboxRow, Storage};
+use futures_util::FutureExt;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::Semaphore;
 
-/// Default timeout of an HTTP delivery.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::manager::dispatch::RuleEvent;
+use crate::service::metrics::{KindLabel, Metrics, ReceiverLabel};
+use crate::storage::{OutboxInsert, OutboxRow, Storage};
+use config::{Receiver, Receivers};
+use notification::{AlertStatus, Notification};
+use tick::HandlerTarget;
+
 /// Longest wait between retries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Deliveries in flight at once.
-const CONCURRENCY: usize = 16;
 
-/// One notification to deliver.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    /// `post` or `log`.
-    pub kind: &'static str,
-    /// URL or file path.
-    pub target: String,
-    /// Extra HTTP headers.
-    pub headers: Vec<(String, String)>,
-    /// HTTP timeout.
-    pub timeout: Duration,
-}
-
-fn text(v: &HandlerValue) -> Option<String> {
-    match v {
-        HandlerValue::Value(Value::Str(s)) => Some(s.to_string()),
-        HandlerValue::Value(other) => Some(other.to_string()),
-        HandlerValue::Template(t) => Some(t.source().to_string()),
+fn keep_resolved(n: &Notification, send_resolved: bool) -> Option<Notification> {
+    let mut n = n.clone();
+    if !send_resolved {
+        n.alerts.retain(|a| a.status == AlertStatus::Firing);
     }
+    (!n.alerts.is_empty()).then_some(n)
 }
 
-/// The deliveries an event's TICK handlers ask for. Handlers not yet delivered by alertd
-/// (`email`, `alerta`, `exec`, `tcp`, and `post` without a URL) are returned by name in the second
-/// list, so the caller can count them.
-pub fn handler_deliveries(ev: &AlertEvent) -> (Vec<Delivery>, Vec<&'static str>) {
+/// The outbox rows of a group notification: one per integration of the receiver (one per alert
+/// for Kapacitor-format webhooks). Integrations that do not want resolved alerts get the firing
+/// ones only, and nothing when none fires.
+pub fn group_outbox(r: &Receiver, n: &Notification) -> Vec<OutboxInsert> {
     let mut out = Vec::new();
-    let mut skipped = Vec::new();
-    for h in &ev.spec.handlers {
-        match h.kind.as_str() {
-            "post" => {
-                let Some(url) = h.args.first().and_then(text) else {
-                    skipped.push("post");
-                    continue;
-                };
-                let headers = h
-                    .props
-                    .iter()
-                    .filter(|(n, _)| n == "header")
-                    .filter_map(|(_, v)| Some((text(v.first()?)?, text(v.get(1)?)?)))
-                    .collect();
-                let timeout = match h.prop("timeout").and_then(|v| v.first()) {
-                    Some(HandlerValue::Value(Value::Duration(d))) if *d > 0 => {
-                        Duration::from_nanos(*d as u64)
-                    }
-                    _ => DEFAULT_TIMEOUT,
-                };
-                out.push(Delivery {
-                    kind: "post",
-                    target: url,
-                    headers,
-                    timeout,
-                });
-            }
-            "log" => {
-                if let Some(path) = h.args.first().and_then(text) {
-                    out.push(Delivery {
-                        kind: "log",
-                        target: path,
-                        headers: Vec::new(),
-                        timeout: DEFAULT_TIMEOUT,
-                    });
-                }
-            }
-            "email" => skipped.push("email"),
-            "alerta" => skipped.push("alerta"),
-            "exec" => skipped.push("exec"),
-            "tcp" => skipped.push("tcp"),
-            _ => skipped.push("other"),
+    if let Some(w) = &r.webhook
+        && let Some(n) = keep_resolved(n, w.send_resolved)
+    {
+        for body in w.render(&n) {
+            out.push(OutboxInsert {
+                receiver: r.name.clone(),
+                kind: "post".into(),
+                target: w.url.clone(),
+                headers: w.headers.clone(),
+                timeout_ms: w.timeout.as_millis() as i64,
+                body,
+                group_key: n.group_key.clone(),
+            });
         }
     }
-    (out, skipped)
+    if let Some(l) = &r.log
+        && let Some(n) = keep_resolved(n, l.send_resolved)
+    {
+        out.push(OutboxInsert {
+            receiver: r.name.clone(),
+            kind: "log".into(),
+            target: l.path.display().to_string(),
+            headers: Vec::new(),
+            timeout_ms: 0,
+            body: webhook::alertmanager_v4(&n).to_string(),
+            group_key: n.group_key.clone(),
+        });
+    }
+    out
+}
+
+/// The outbox rows of one rule alert event's TICK handlers.
+pub fn handler_outbox(_cfg: &Receivers, ev: &RuleEvent, _external_url: &str) -> Vec<OutboxInsert> {
+    let group_key = match &ev.alert.source {
+        crate::manager::alert::Source::Rule { rule, key, .. } => format!("{rule}/{key}"),
+        _ => String::new(),
+    };
+    let mut out = Vec::new();
+    for h in &ev.handlers {
+        match h {
+            HandlerTarget::Post {
+                url,
+                headers,
+                timeout,
+            } => out.push(OutboxInsert {
+                receiver: format!("post {url}"),
+                kind: "post".into(),
+                target: url.clone(),
+                headers: headers.clone(),
+                timeout_ms: timeout.as_millis() as i64,
+                body: ev.record.body.clone(),
+                group_key: group_key.clone(),
+            }),
+            HandlerTarget::Log { path } => out.push(OutboxInsert {
+                receiver: format!("log {path}"),
+                kind: "log".into(),
+                target: path.clone(),
+                headers: Vec::new(),
+                timeout_ms: 0,
+                body: ev.record.body.clone(),
+                group_key: group_key.clone(),
+            }),
+            HandlerTarget::Email { .. } | HandlerTarget::Alerta { .. } => {
+                tracing::warn!(rule = %ev.record.state.task, "No receiver configured for this handler; event not delivered.");
+            }
+            HandlerTarget::Unsupported(name) => {
+                tracing::debug!(rule = %ev.record.state.task, handler = %name, "Handler not delivered by alertd.");
+            }
+        }
+    }
+    out
 }
 
 /// What one attempt came to.
@@ -104,19 +126,20 @@ pub fn handler_deliveries(ev: &AlertEvent) -> (Vec<Delivery>, Vec<&'static str>)
 pub enum Outcome {
     /// Delivered.
     Sent,
-    /// Try again later (connection error, timeout, 429, 5xx, I/O error).
+    /// Try again later (connection error, timeout, 429, 5xx, SMTP 4xx, I/O error).
     Retry(String),
-    /// Will never succeed (other 4xx).
+    /// Will never succeed (other 4xx, SMTP 5xx).
     Failed(String),
 }
 
-async fn attempt(client: &reqwest::Client, row: &OutboxRow) -> Outcome {
+async fn attempt(client: &reqwest::Client, _receivers: &Receivers, row: &OutboxRow) -> Outcome {
     match row.kind.as_str() {
         "post" => {
             let mut req = client
                 .post(&row.target)
                 .timeout(Duration::from_millis(row.timeout_ms.max(1) as u64))
                 .header("Content-Type", "application/json")
+                .header("User-Agent", concat!("alertd/", env!("CARGO_PKG_VERSION")))
                 .body(row.body.clone());
             for (k, v) in &row.headers {
                 req = req.header(k, v);
@@ -138,8 +161,9 @@ async fn attempt(client: &reqwest::Client, row: &OutboxRow) -> Outcome {
                     .create(true)
                     .append(true)
                     .open(&path)?;
-                f.write_all(line.as_bytes())?;
-                f.write_all(b"\n")
+                let mut buf = line.into_bytes();
+                buf.push(b'\n');
+                f.write_all(&buf)
             })
             .await;
             match r {
@@ -167,73 +191,138 @@ fn now_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// What the delivery task needs.
+#[derive(Clone)]
+pub struct DeliveryContext {
+    /// The database.
+    pub storage: Storage,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The receivers in force (replaced on reload).
+    pub receivers: Arc<RwLock<Arc<Receivers>>>,
+    /// Notifications held in memory per receiver.
+    pub queue: usize,
+    /// Deliveries in flight per receiver.
+    pub concurrency: usize,
+}
+
 /// Delivers due notifications until the process ends. `wake` is notified when new ones are
 /// stored, so they go out at once.
-pub async fn run_delivery(storage: Storage, metrics: Arc<Metrics>, wake: Arc<tokio::sync::Notify>) {
+pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) {
     let client = reqwest::Client::new();
+    let mut inflight: FxHashMap<String, FxHashSet<i64>> = FxHashMap::default();
+    let mut limits: FxHashMap<String, Arc<Semaphore>> = FxHashMap::default();
+    let mut set: tokio::task::JoinSet<(OutboxRow, Outcome, Duration)> = tokio::task::JoinSet::new();
+    let mut last_depth = std::time::Instant::now() - Duration::from_secs(10);
     loop {
-        let due = match storage.outbox_due(now_ns(), 256).await {
-            Ok(d) => d,
-            Err(error) => {
-                tracing::error!(%error, "Reading the notification outbox failed.");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if due.is_empty() {
-            // Sleep until woken by new notifications, or poll for retries that fall due.
-            let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
-            continue;
-        }
-        let mut set = tokio::task::JoinSet::new();
-        for row in due {
-            while set.len() >= CONCURRENCY {
-                if let Some(Ok((row, outcome))) = set.join_next().await {
-                    record(&storage, &metrics, row, outcome).await;
+        let now = now_ns();
+        match ctx.storage.outbox_receivers_due(now).await {
+            Ok(due) => {
+                for receiver in due {
+                    let busy = inflight.entry(receiver.clone()).or_default();
+                    let room = ctx.queue.saturating_sub(busy.len());
+                    if room == 0 {
+                        continue;
+                    }
+                    let rows = match ctx
+                        .storage
+                        .outbox_due(&receiver, now, (room + busy.len()) as i64)
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(error) => {
+                            tracing::error!(%error, "Reading the notification outbox failed.");
+                            continue;
+                        }
+                    };
+                    let limit = limits
+                        .entry(receiver.clone())
+                        .or_insert_with(|| Arc::new(Semaphore::new(ctx.concurrency.max(1))))
+                        .clone();
+                    let fresh: Vec<OutboxRow> = rows
+                        .into_iter()
+                        .filter(|r| !busy.contains(&r.id))
+                        .take(room)
+                        .collect();
+                    for row in fresh {
+                        busy.insert(row.id);
+                        let client = client.clone();
+                        let limit = limit.clone();
+                        let receivers = ctx.receivers.read().map(|r| r.clone()).unwrap_or_default();
+                        set.spawn(async move {
+                            let _permit = limit.acquire_owned().await;
+                            let start = std::time::Instant::now();
+                            let outcome = attempt(&client, &receivers, &row).await;
+                            (row, outcome, start.elapsed())
+                        });
+                    }
                 }
             }
-            let client = client.clone();
-            set.spawn(async move {
-                let outcome = attempt(&client, &row).await;
-                (row, outcome)
-            });
+            Err(error) => tracing::error!(%error, "Reading the notification outbox failed."),
         }
-        while let Some(r) = set.join_next().await {
-            if let Ok((row, outcome)) = r {
-                record(&storage, &metrics, row, outcome).await;
+        if last_depth.elapsed() >= Duration::from_secs(1) {
+            last_depth = std::time::Instant::now();
+            if let Ok(depths) = ctx.storage.outbox_pending().await {
+                ctx.metrics.receiver_queue_depth.clear();
+                for (receiver, n) in depths {
+                    ctx.metrics
+                        .receiver_queue_depth
+                        .get_or_create(&ReceiverLabel { receiver })
+                        .set(n);
+                }
             }
+        }
+        // Wait for new notifications, a finished delivery, or the next retry to fall due.
+        tokio::select! {
+            () = wake.notified() => {}
+            Some(r) = set.join_next(), if !set.is_empty() => {
+                if let Ok((row, outcome, took)) = r {
+                    if let Some(b) = inflight.get_mut(&row.receiver) {
+                        b.remove(&row.id);
+                    }
+                    record(&ctx, row, outcome, took).await;
+                }
+                // Collect whatever else finished before polling the outbox again.
+                while let Some(Some(Ok((row, outcome, took)))) = set.join_next().now_or_never() {
+                    if let Some(b) = inflight.get_mut(&row.receiver) {
+                        b.remove(&row.id);
+                    }
+                    record(&ctx, row, outcome, took).await;
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
 }
 
-async fn record(storage: &Storage, metrics: &Metrics, row: OutboxRow, outcome: Outcome) {
-    let kind = row.kind.clone();
+async fn record(ctx: &DeliveryContext, row: OutboxRow, outcome: Outcome, took: Duration) {
+    let label = KindLabel {
+        receiver: row.receiver.clone(),
+        kind: row.kind.clone(),
+    };
+    ctx.metrics
+        .delivery_seconds
+        .get_or_create(&ReceiverLabel {
+            receiver: row.receiver.clone(),
+        })
+        .observe(took.as_secs_f64());
     let result = match &outcome {
         Outcome::Sent => {
-            metrics
-                .notifications_sent
-                .get_or_create(&crate::service::metrics::KindLabel { kind })
-                .inc();
-            storage.outbox_sent(row.id).await
+            ctx.metrics.notifications_sent.get_or_create(&label).inc();
+            ctx.storage.outbox_sent(row.id).await
         }
         Outcome::Retry(reason) => {
-            metrics
-                .notifications_retried
-                .get_or_create(&crate::service::metrics::KindLabel { kind })
-                .inc();
+            ctx.metrics.notifications_retried.get_or_create(&label).inc();
             let attempts = row.attempts + 1;
             let next =
                 now_ns().saturating_add(backoff(attempts as u32, row.id as u64).as_nanos() as i64);
-            tracing::warn!(target = %row.target, attempts, reason = %reason, "Notification not delivered; will retry.");
-            storage.outbox_retry(row.id, attempts, next, reason).await
+            tracing::warn!(receiver = %row.receiver, attempts, reason = %reason, "Notification not delivered; will retry.");
+            ctx.storage.outbox_retry(row.id, attempts, next, reason).await
         }
         Outcome::Failed(reason) => {
-            metrics
-                .notifications_failed
-                .get_or_create(&crate::service::metrics::KindLabel { kind })
-                .inc();
-            tracing::error!(target = %row.target, reason = %reason, "Notification refused by its receiver; giving up.");
-            storage.outbox_failed(row.id, reason).await
+            ctx.metrics.notifications_failed.get_or_create(&label).inc();
+            tracing::error!(receiver = %row.receiver, reason = %reason, "Notification refused by its receiver; giving up.");
+            ctx.storage.outbox_failed(row.id, reason).await
         }
     };
     if let Err(error) = result {

@@ -26,6 +26,7 @@ use crate::engine::{Engine, Task, TaskConfig, TaskStats};
 use crate::ingest::line_protocol::parse_line;
 use crate::ingest::write::WriteBatch;
 use crate::rules::plan::TaskPlan;
+use crate::manager::dispatch::{Msg, RuleEvent};
 use crate::storage::{EventRecord, StoredAlert};
 
 /// Alert states to resume, by rule: (alert node, group id, state).
@@ -182,7 +183,7 @@ impl EngineThreads {
     pub fn start(
         shared: Arc<Shared>,
         receivers: Vec<Receiver<Work>>,
-        events: tokio::sync::mpsc::Sender<EventRecord>,
+        events: tokio::sync::mpsc::Sender<Msg>,
         loaded: Vec<LoadedRule>,
         stored: Vec<StoredAlert>,
     ) -> std::io::Result<EngineThreads> {
@@ -232,7 +233,7 @@ struct State {
     index: usize,
     shards: usize,
     shared: Arc<Shared>,
-    events: tokio::sync::mpsc::Sender<EventRecord>,
+    events: tokio::sync::mpsc::Sender<Msg>,
     cfg: TaskConfig,
     engine: Engine,
     status: Vec<RuleStatus>,
@@ -314,15 +315,21 @@ impl State {
         for ev in self.engine.drain_events() {
             let mut record = EventRecord::from_event(&ev);
             record.received_ns = received;
-            // Waits only when the storage writer is far behind: the ingest queue then fills and
+            let msg = Msg::Rule(Box::new(RuleEvent {
+                record,
+                alert: crate::manager::alert::rule_alert(&ev, &self.shared.external_url),
+                level: ev.level,
+                handlers: crate::receivers::tick::handler_targets(&ev),
+            }));
+            // Waits only when the alert manager is far behind: the ingest queue then fills and
             // writes get 429, instead of events being lost.
-            if self.events.blocking_send(record).is_err() {
-                tracing::error!(alert = %ev.id, "Storage writer is gone; alert event not stored.");
+            if self.events.blocking_send(msg).is_err() {
+                tracing::error!(alert = %ev.id, "Alert manager is gone; alert event not stored.");
             }
         }
         self.shared
             .metrics
-            .storage_queue_depth
+            .manager_queue_depth
             .set((self.events.max_capacity() - self.events.capacity()) as i64);
     }
 

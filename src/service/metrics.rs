@@ -29,8 +29,17 @@ pub struct EndpointCodeLabel {
 /// Delivery `kind` label (`post`, `log`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
-    /// Kind of delivery.
+    /// The delivery queue (receiver).
+    pub receiver: String,
+    /// Kind of delivery (`post`, `log`, `email`, `alerta`).
     pub kind: String,
+}
+
+/// `receiver` label (a receiver's name, or `post <url>` / `log <path>` for TICK handlers).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabel {
+    /// The delivery queue.
+    pub receiver: String,
 }
 
 /// `rule` label.
@@ -111,6 +120,24 @@ pub struct Metrics {
     pub notifications_failed: Family<KindLabel, Counter>,
     /// `alertd record` clients connected.
     pub recorders: Gauge,
+    /// Notifications waiting per receiver (pending in the outbox).
+    pub receiver_queue_depth: Family<ReceiverLabel, Gauge>,
+    /// Time of one delivery attempt per receiver.
+    pub delivery_seconds: Family<ReceiverLabel, Histogram>,
+    /// Notifications written to the outbox by the dispatcher.
+    pub notifications_created: Counter,
+    /// Handler notifications not sent because a silence or inhibition muted the event.
+    pub notifications_muted: Counter,
+    /// Messages waiting for the dispatcher.
+    pub manager_queue_depth: Gauge,
+    /// Alerts firing.
+    pub alerts_firing: Gauge,
+    /// Alerts held (firing, and resolved ones not yet notified).
+    pub alerts_stored: Gauge,
+    /// Aggregation groups.
+    pub alert_groups: Gauge,
+    /// Silences (any state).
+    pub silences: Gauge,
     registry: Registry,
 }
 
@@ -149,9 +176,53 @@ impl Metrics {
             notifications_retried: Family::default(),
             notifications_failed: Family::default(),
             recorders: Gauge::default(),
+            receiver_queue_depth: Family::default(),
+            delivery_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            notifications_created: Counter::default(),
+            notifications_muted: Counter::default(),
+            manager_queue_depth: Gauge::default(),
+            alerts_firing: Gauge::default(),
+            alerts_stored: Gauge::default(),
+            alert_groups: Gauge::default(),
+            silences: Gauge::default(),
             registry: Registry::with_prefix("alertd"),
         };
         let r = &mut m.registry;
+        r.register(
+            "receiver_queue_depth",
+            "Notifications waiting for delivery per receiver",
+            m.receiver_queue_depth.clone(),
+        );
+        r.register(
+            "delivery_seconds",
+            "Time of one delivery attempt per receiver",
+            m.delivery_seconds.clone(),
+        );
+        r.register(
+            "notifications_created",
+            "Notifications the dispatcher wrote to the outbox",
+            m.notifications_created.clone(),
+        );
+        r.register(
+            "notifications_muted",
+            "Handler notifications not sent because a silence or inhibition muted the event",
+            m.notifications_muted.clone(),
+        );
+        r.register(
+            "manager_queue_depth",
+            "Messages waiting for the alert dispatcher",
+            m.manager_queue_depth.clone(),
+        );
+        r.register("alerts_firing", "Alerts firing", m.alerts_firing.clone());
+        r.register(
+            "alerts_stored",
+            "Alerts held by the alert manager",
+            m.alerts_stored.clone(),
+        );
+        r.register("alert_groups", "Aggregation groups", m.alert_groups.clone());
+        r.register("silences", "Silences in any state", m.silences.clone());
         r.register(
             "http_requests",
             "HTTP requests by endpoint and status code",

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::Config;
 use crate::engine::MeasurementFilter;
 use crate::ingest::write::WriteBatch;
+use crate::receivers::config::{Receivers, ReceiversError};
 use crate::storage::Storage;
 use engine_thread::{RuleStatus, Work};
 use metrics::Metrics;
@@ -40,6 +41,9 @@ pub enum ServiceError {
     /// The engine thread could not be started.
     #[error("cannot start the engine thread: {0}")]
     Thread(std::io::Error),
+    /// The receivers directory is invalid.
+    #[error("receivers: {0}")]
+    Receivers(#[from] ReceiversError),
 }
 
 /// State shared by the HTTP handlers.
@@ -67,6 +71,12 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Accepted points for `alertd record` subscribers (only filled while someone listens).
     pub recordings: tokio::sync::broadcast::Sender<Arc<Captured>>,
+    /// The URL links in notifications point at.
+    pub external_url: String,
+    /// The alert dispatcher's inbox.
+    pub manager: tokio::sync::mpsc::Sender<crate::manager::dispatch::Msg>,
+    /// Receivers and routing in force.
+    pub receivers: Arc<RwLock<Arc<Receivers>>>,
 }
 
 /// Points a write accepted, normalized to nanosecond timestamps, for recorders.
@@ -173,8 +183,33 @@ impl Shared {
         true
     }
 
+    /// Reloads the receivers directory; on an error the receivers in force stay.
+    pub async fn reload_receivers(&self) -> Result<(), ReceiversError> {
+        let dir = self.config.receivers_dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::receivers::config::load_dir(&dir))
+            .await
+            .map_err(|e| ReceiversError {
+                path: self.config.receivers_dir.clone(),
+                pos: None,
+                msg: e.to_string(),
+            })??;
+        let loaded = Arc::new(loaded);
+        if let Ok(mut r) = self.receivers.write() {
+            *r = loaded.clone();
+        }
+        let _ = self
+            .manager
+            .send(crate::manager::dispatch::Msg::Reload(loaded))
+            .await;
+        Ok(())
+    }
+
     /// Reloads rules from the rules directory; returns the rules' status afterwards.
     pub async fn reload(&self) -> Vec<RuleStatus> {
+        if let Err(error) = self.reload_receivers().await {
+            tracing::error!(%error, "Receivers not reloaded; the previous ones stay in force.");
+            self.metrics.reload_failures.inc();
+        }
         let dir = self.config.rules_dir.clone();
         let loaded = tokio::task::spawn_blocking(move || engine_thread::load_rules(&dir))
             .await
@@ -209,19 +244,46 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     let storage = Storage::open(&config.database_path()).await?;
     let stored = storage.alert_states().await?;
 
-    let (event_tx, event_rx) = tokio::sync::mpsc::channel(65_536);
-    // Alert events go to one writer; the notifications they cause are delivered from the outbox.
+    let receivers = Arc::new(crate::receivers::config::load_dir(&config.receivers_dir)?);
+    let receivers_lock = Arc::new(RwLock::new(receivers.clone()));
+    let external_url = config.external_url();
+
+    // One writer commits everything; the dispatcher turns alert events into notifications in
+    // the outbox, and the delivery task sends them.
+    let (write_tx, write_rx) = tokio::sync::mpsc::channel(65_536);
     let wake_delivery = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(crate::storage::run_writer(
         storage.clone(),
-        event_rx,
+        write_rx,
         metrics.clone(),
         wake_delivery.clone(),
     ));
-    tokio::spawn(crate::receivers::run_delivery(
-        storage.clone(),
+    let dispatcher = crate::manager::dispatch::Dispatcher::restore(
+        &storage,
+        receivers,
+        crate::manager::dispatch::Settings {
+            external_url: external_url.clone(),
+            silence_retention: config.alerts.silence_retention.as_nanos() as i64,
+        },
+        write_tx,
         metrics.clone(),
+    )
+    .await?;
+    let (event_tx, manager_rx) = tokio::sync::mpsc::channel(65_536);
+    tokio::spawn(dispatcher.run(manager_rx));
+    tokio::spawn(crate::receivers::run_delivery(
+        crate::receivers::DeliveryContext {
+            storage: storage.clone(),
+            metrics: metrics.clone(),
+            receivers: receivers_lock.clone(),
+            queue: config.alerts.receiver_queue,
+            concurrency: config.alerts.receiver_concurrency,
+        },
         wake_delivery,
+    ));
+    tokio::spawn(purge_outbox(
+        storage.clone(),
+        config.alerts.notification_retention,
     ));
 
     // One work queue per shard, holding write batches plus a few control messages.
@@ -245,6 +307,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         storage,
         ready: AtomicBool::new(false),
         recordings: tokio::sync::broadcast::channel(1024).0,
+        external_url,
+        manager: event_tx.clone(),
+        receivers: receivers_lock,
     });
     let engine =
         engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)
@@ -278,6 +343,22 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     drop(shared);
     engine.stop();
     Ok(())
+}
+
+async fn purge_outbox(storage: Storage, retention: std::time::Duration) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let before = std::time::SystemTime::now()
+            .checked_sub(retention)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64);
+        match storage.outbox_purge(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "Purged old notifications from the outbox."),
+            Err(error) => tracing::warn!(%error, "Purging the outbox failed."),
+        }
+    }
 }
 
 async fn reload_on_sighup(shared: Arc<Shared>) {

@@ -77,8 +77,113 @@ pub struct EventRecord {
     /// When the write that caused the event arrived (Unix ns), for the alert-latency metric;
     /// None for events of the wall clock (deadman, window close).
     pub received_ns: Option<i64>,
-    /// Notifications the event's handlers ask for, stored in the outbox with the event.
-    pub deliveries: Vec<crate::receivers::Delivery>,
+}
+
+/// A notification to put in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxInsert {
+    /// The delivery queue: a receiver's name, or `post <url>` / `log <path>` for TICK handlers.
+    pub receiver: String,
+    /// `post` (HTTP POST of the body), `log` (append a line), `email`, `alerta`.
+    pub kind: String,
+    /// URL or file path (or the receiver for `email` and `alerta`).
+    pub target: String,
+    /// Extra HTTP headers.
+    pub headers: Vec<(String, String)>,
+    /// HTTP timeout in milliseconds.
+    pub timeout_ms: i64,
+    /// What to send.
+    pub body: String,
+    /// Notifications of one group go out in order.
+    pub group_key: String,
+}
+
+/// An alert of the alert manager as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    /// Fingerprint (bit pattern of the u64).
+    pub fingerprint: i64,
+    /// Labels, JSON object.
+    pub labels: String,
+    /// Annotations, JSON object.
+    pub annotations: String,
+    /// Start, Unix ns.
+    pub starts_ns: i64,
+    /// End, Unix ns.
+    pub ends_ns: Option<i64>,
+    /// Last update, Unix ns.
+    pub updated_ns: i64,
+    /// Link to the producer.
+    pub generator_url: String,
+    /// Source, JSON.
+    pub source: String,
+    /// End set by the resolve timeout.
+    pub timeout: bool,
+}
+
+/// A notification-log entry as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NflogRow {
+    /// Receiver.
+    pub receiver: String,
+    /// Group key.
+    pub group_key: String,
+    /// Firing fingerprints notified, hex, comma-separated.
+    pub firing: String,
+    /// Resolved fingerprints notified.
+    pub resolved: String,
+    /// When, Unix ns.
+    pub sent_ns: i64,
+    /// Expiry, Unix ns.
+    pub expires_ns: i64,
+}
+
+/// A silence as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceRow {
+    /// Id.
+    pub id: String,
+    /// The silence, JSON.
+    pub spec: String,
+    /// Last update, Unix ns.
+    pub updated_ns: i64,
+}
+
+/// Changes committed together in one transaction: an alert event with the notifications it
+/// causes and the alert-manager state it changes, or a flush's notifications with the
+/// notification-log entry that deduplicates them.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// A rule's alert event.
+    pub event: Option<EventRecord>,
+    /// Alerts created or changed.
+    pub alerts: Vec<AlertRow>,
+    /// Alerts forgotten (fingerprints).
+    pub alert_deletes: Vec<i64>,
+    /// Notifications to deliver.
+    pub outbox: Vec<OutboxInsert>,
+    /// Notification-log entries written.
+    pub nflog: Vec<NflogRow>,
+    /// Notification-log entries forgotten.
+    pub nflog_deletes: Vec<(String, String)>,
+    /// Silences created or changed.
+    pub silences: Vec<SilenceRow>,
+    /// Silences purged.
+    pub silence_deletes: Vec<String>,
+}
+
+impl Changes {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.event.is_none()
+            && self.alerts.is_empty()
+            && self.alert_deletes.is_empty()
+            && self.outbox.is_empty()
+            && self.nflog.is_empty()
+            && self.nflog_deletes.is_empty()
+            && self.silences.is_empty()
+            && self.silence_deletes.is_empty()
+    }
 }
 
 /// A notification in the outbox.
@@ -86,7 +191,9 @@ pub struct EventRecord {
 pub struct OutboxRow {
     /// Row id.
     pub id: i64,
-    /// `post` or `log`.
+    /// The delivery queue.
+    pub receiver: String,
+    /// `post`, `log`, `email`, `alerta`.
     pub kind: String,
     /// URL or path.
     pub target: String,
@@ -118,7 +225,6 @@ impl EventRecord {
             duration: ev.duration,
             body: ev.to_json().to_string(),
             received_ns: None,
-            deliveries: crate::receivers::handler_deliveries(ev).0,
         }
     }
 }
@@ -204,51 +310,79 @@ impl Storage {
             .collect())
     }
 
-    /// Writes events and their alert states in one transaction.
-    pub async fn write(&self, batch: &[EventRecord]) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await?;
-        for e in batch {
-            let s = &e.state;
-            sqlx::query(
-                "INSERT INTO alert_events (task, node, group_id, alert_id, level, previous_level, time_ns, duration_ns, message, body)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&s.task)
-            .bind(&s.node)
-            .bind(&s.group_id)
-            .bind(&s.alert_id)
-            .bind(s.level.as_str())
-            .bind(e.previous_level.as_str())
-            .bind(s.last_event_ns)
-            .bind(e.duration)
-            .bind(&s.message)
-            .bind(&e.body)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO alert_state (task, node, group_id, alert_id, level, first_triggered, last_event_ns, message)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (task, node, group_id) DO UPDATE SET
-                   alert_id = excluded.alert_id, level = excluded.level,
-                   first_triggered = excluded.first_triggered,
-                   last_event_ns = excluded.last_event_ns, message = excluded.message",
-            )
-            .bind(&s.task)
-            .bind(&s.node)
-            .bind(&s.group_id)
-            .bind(&s.alert_id)
-            .bind(s.level.as_str())
-            .bind(s.first_triggered)
-            .bind(s.last_event_ns)
-            .bind(&s.message)
-            .execute(&mut *tx)
-            .await?;
-        }
+    /// Commits a batch of changes in one transaction.
+    pub async fn write(&self, batch: &[Changes]) -> Result<(), StorageError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        for e in batch {
-            for d in &e.deliveries {
+        let mut tx = self.pool.begin().await?;
+        for c in batch {
+            if let Some(e) = &c.event {
+                let s = &e.state;
+                sqlx::query(
+                    "INSERT INTO alert_events (task, node, group_id, alert_id, level, previous_level, time_ns, duration_ns, message, body)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&s.task)
+                .bind(&s.node)
+                .bind(&s.group_id)
+                .bind(&s.alert_id)
+                .bind(s.level.as_str())
+                .bind(e.previous_level.as_str())
+                .bind(s.last_event_ns)
+                .bind(e.duration)
+                .bind(&s.message)
+                .bind(&e.body)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO alert_state (task, node, group_id, alert_id, level, first_triggered, last_event_ns, message)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (task, node, group_id) DO UPDATE SET
+                       alert_id = excluded.alert_id, level = excluded.level,
+                       first_triggered = excluded.first_triggered,
+                       last_event_ns = excluded.last_event_ns, message = excluded.message",
+                )
+                .bind(&s.task)
+                .bind(&s.node)
+                .bind(&s.group_id)
+                .bind(&s.alert_id)
+                .bind(s.level.as_str())
+                .bind(s.first_triggered)
+                .bind(s.last_event_ns)
+                .bind(&s.message)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for a in &c.alerts {
+                sqlx::query(
+                    "INSERT INTO alerts (fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (fingerprint) DO UPDATE SET
+                       labels = excluded.labels, annotations = excluded.annotations,
+                       starts_ns = excluded.starts_ns, ends_ns = excluded.ends_ns,
+                       updated_ns = excluded.updated_ns, generator_url = excluded.generator_url,
+                       source = excluded.source, timeout = excluded.timeout",
+                )
+                .bind(a.fingerprint)
+                .bind(&a.labels)
+                .bind(&a.annotations)
+                .bind(a.starts_ns)
+                .bind(a.ends_ns)
+                .bind(a.updated_ns)
+                .bind(&a.generator_url)
+                .bind(&a.source)
+                .bind(a.timeout)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for fp in &c.alert_deletes {
+                sqlx::query("DELETE FROM alerts WHERE fingerprint = ?")
+                    .bind(fp)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for d in &c.outbox {
                 let headers = serde_json::Value::Object(
                     d.headers
                         .iter()
@@ -256,32 +390,155 @@ impl Storage {
                         .collect(),
                 );
                 sqlx::query(
-                    "INSERT INTO outbox (created_ns, kind, target, headers, timeout_ms, body, status, next_attempt_ns)
-                     VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    "INSERT INTO outbox (created_ns, receiver, group_key, kind, target, headers, timeout_ms, body, status, next_attempt_ns)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 )
                 .bind(now)
-                .bind(d.kind)
+                .bind(&d.receiver)
+                .bind(&d.group_key)
+                .bind(&d.kind)
                 .bind(&d.target)
                 .bind(headers.to_string())
-                .bind(d.timeout.as_millis() as i64)
-                .bind(&e.body)
+                .bind(d.timeout_ms)
+                .bind(&d.body)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            }
+            for n in &c.nflog {
+                sqlx::query(
+                    "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
+                     VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (receiver, group_key) DO UPDATE SET
+                       firing = excluded.firing, resolved = excluded.resolved,
+                       sent_ns = excluded.sent_ns, expires_ns = excluded.expires_ns",
+                )
+                .bind(&n.receiver)
+                .bind(&n.group_key)
+                .bind(&n.firing)
+                .bind(&n.resolved)
+                .bind(n.sent_ns)
+                .bind(n.expires_ns)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (r, g) in &c.nflog_deletes {
+                sqlx::query("DELETE FROM nflog WHERE receiver = ? AND group_key = ?")
+                    .bind(r)
+                    .bind(g)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for si in &c.silences {
+                sqlx::query(
+                    "INSERT INTO silences (id, spec, updated_ns) VALUES (?, ?, ?)
+                     ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, updated_ns = excluded.updated_ns",
+                )
+                .bind(&si.id)
+                .bind(&si.spec)
+                .bind(si.updated_ns)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for id in &c.silence_deletes {
+                sqlx::query("DELETE FROM silences WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
         Ok(())
     }
+
+    /// Every stored alert of the alert manager.
+    pub async fn load_alerts(&self) -> Result<Vec<AlertRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout FROM alerts",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AlertRow {
+                fingerprint: r.get(0),
+                labels: r.get(1),
+                annotations: r.get(2),
+                starts_ns: r.get(3),
+                ends_ns: r.get(4),
+                updated_ns: r.get(5),
+                generator_url: r.get(6),
+                source: r.get(7),
+                timeout: r.get(8),
+            })
+            .collect())
+    }
+
+    /// Every notification-log entry.
+    pub async fn load_nflog(&self) -> Result<Vec<NflogRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT receiver, group_key, firing, resolved, sent_ns, expires_ns FROM nflog",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| NflogRow {
+                receiver: r.get(0),
+                group_key: r.get(1),
+                firing: r.get(2),
+                resolved: r.get(3),
+                sent_ns: r.get(4),
+                expires_ns: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Every silence.
+    pub async fn load_silences(&self) -> Result<Vec<SilenceRow>, StorageError> {
+        let rows = sqlx::query("SELECT id, spec, updated_ns FROM silences")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SilenceRow {
+                id: r.get(0),
+                spec: r.get(1),
+                updated_ns: r.get(2),
+            })
+            .collect())
+    }
 }
 
 impl Storage {
-    /// Pending notifications due at `now`, oldest first.
-    pub async fn outbox_due(&self, now: i64, limit: i64) -> Result<Vec<OutboxRow>, StorageError> {
+    /// Delivery queues with notifications due at `now`.
+    pub async fn outbox_receivers_due(&self, now: i64) -> Result<Vec<String>, StorageError> {
         let rows = sqlx::query(
-            "SELECT id, kind, target, headers, timeout_ms, body, attempts FROM outbox
-             WHERE status = 'pending' AND next_attempt_ns <= ? ORDER BY id LIMIT ?",
+            "SELECT DISTINCT receiver FROM outbox WHERE status = 'pending' AND next_attempt_ns <= ?",
         )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Pending notifications of one queue due at `now`, oldest first, leaving out any whose
+    /// group has an older notification still pending (notifications of a group go out in
+    /// order).
+    pub async fn outbox_due(
+        &self,
+        receiver: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, receiver, kind, target, headers, timeout_ms, body, attempts FROM outbox o
+             WHERE receiver = ? AND status = 'pending' AND next_attempt_ns <= ?
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.receiver = o.receiver
+                     AND p.group_key = o.group_key AND p.status = 'pending' AND p.id < o.id)
+             ORDER BY id LIMIT ?",
+        )
+        .bind(receiver)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -290,21 +547,52 @@ impl Storage {
             .into_iter()
             .map(|r| {
                 let headers: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(r.get::<&str, _>(3)).unwrap_or_default();
+                    serde_json::from_str(r.get::<&str, _>(4)).unwrap_or_default();
                 OutboxRow {
                     id: r.get(0),
-                    kind: r.get(1),
-                    target: r.get(2),
+                    receiver: r.get(1),
+                    kind: r.get(2),
+                    target: r.get(3),
                     headers: headers
                         .into_iter()
                         .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
                         .collect(),
-                    timeout_ms: r.get(4),
-                    body: r.get(5),
-                    attempts: r.get(6),
+                    timeout_ms: r.get(5),
+                    body: r.get(6),
+                    attempts: r.get(7),
                 }
             })
             .collect())
+    }
+
+    /// Pending notifications per queue, for the queue-depth metric.
+    pub async fn outbox_pending(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT receiver, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY receiver",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Deletes delivered and given-up notifications created before `before`.
+    pub async fn outbox_purge(&self, before: i64) -> Result<u64, StorageError> {
+        let r = sqlx::query("DELETE FROM outbox WHERE status != 'pending' AND created_ns < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// The notifications sent to a queue, oldest first (tests and the API).
+    pub async fn outbox_sent_bodies(&self, receiver: &str) -> Result<Vec<String>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT body FROM outbox WHERE receiver = ? AND status = 'sent' ORDER BY id",
+        )
+        .bind(receiver)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
     /// Marks a notification delivered.
@@ -363,7 +651,7 @@ const MAX_BATCH: usize = 512;
 /// with exponential backoff until they succeed.
 pub async fn run_writer(
     storage: Storage,
-    mut rx: mpsc::Receiver<EventRecord>,
+    mut rx: mpsc::Receiver<Changes>,
     metrics: Arc<Metrics>,
     deliveries: Arc<tokio::sync::Notify>,
 ) {
@@ -388,13 +676,18 @@ pub async fn run_writer(
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_nanos() as i64);
-                    for e in batch.iter().filter_map(|e| e.received_ns) {
+                    for e in batch
+                        .iter()
+                        .filter_map(|c| c.event.as_ref().and_then(|e| e.received_ns))
+                    {
                         metrics
                             .alert_latency_seconds
                             .observe((now - e).max(0) as f64 / 1e9);
                     }
-                    metrics.events_stored.inc_by(batch.len() as u64);
-                    if batch.iter().any(|e| !e.deliveries.is_empty()) {
+                    metrics
+                        .events_stored
+                        .inc_by(batch.iter().filter(|c| c.event.is_some()).count() as u64);
+                    if batch.iter().any(|c| !c.outbox.is_empty()) {
                         deliveries.notify_one();
                     }
                     break;

@@ -1,0 +1,876 @@
+//! The dispatcher: one task that owns the alert manager's state — alerts, aggregation groups,
+//! silences, the inhibition index and the notification log — and decides what is notified when.
+//!
+//! - Rule events arrive from the engine threads; each becomes (or resolves) an alert. Rules
+//!   with TICK handlers notify those handlers at once, one notification per event, unless
+//!   silenced or inhibited; the others go through the routing tree.
+//! - Routed alerts join one aggregation group per matching route and group-by values. A group
+//!   is flushed `group_wait` after it is created, then every `group_interval`; a flush notifies
+//!   only when the notification log says so (new firing alerts, resolved ones, or
+//!   `repeat_interval` passed).
+//! - Every notification is written to SQLite (the outbox) in one transaction with the log entry
+//!   that deduplicates it, before anything is sent; delivery is another task's job.
+//!
+//! Nothing here waits on a receiver. The task's inbox is bounded: the engine threads block on
+//! it (so ingest answers 429 when the manager falls behind), the HTTP API answers 503.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::alert::{Alert, Source};
+use super::inhibit::Inhibitor;
+use super::labels::{LabelSet, fingerprint};
+use super::nflog::{self, Entry, Log};
+use super::route::{RouteNode, group_key, group_labels};
+use super::silence::{Silence, SilenceError, SilenceSpec, SilenceState, Silences};
+use crate::receivers::config::Receivers;
+use crate::receivers::notification::{AlertStatus, NotifiedAlert, Notification};
+use crate::receivers::tick::HandlerTarget;
+use crate::rules::plan::Level;
+use crate::service::metrics::Metrics;
+use crate::storage::{AlertRow, Changes, EventRecord, NflogRow, SilenceRow, Storage};
+
+/// A rule's alert event on its way to the dispatcher.
+#[derive(Debug)]
+pub struct RuleEvent {
+    /// The event as stored.
+    pub record: EventRecord,
+    /// The alert at the event's level (for OK: its labels carry `severity="ok"`; ignored).
+    pub alert: Alert,
+    /// The event's level.
+    pub level: Level,
+    /// The rule's handlers, resolved against the event.
+    pub handlers: Vec<HandlerTarget>,
+}
+
+/// What the dispatcher is asked to do.
+#[derive(Debug)]
+pub enum Msg {
+    /// A rule's alert event.
+    Rule(Box<RuleEvent>),
+    /// Alerts posted to the API (already validated).
+    Post(Vec<Alert>, oneshot::Sender<()>),
+    /// Create or update a silence (`id` None: create).
+    SetSilence(Option<String>, SilenceSpec, oneshot::Sender<Result<String, SilenceError>>),
+    /// Expire a silence.
+    ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
+    /// Read the state for the APIs.
+    Query(Query),
+    /// New receivers and routing.
+    Reload(Arc<Receivers>),
+}
+
+/// Reads for the APIs and UI.
+#[derive(Debug)]
+pub enum Query {
+    /// Every alert with its status.
+    Alerts(oneshot::Sender<Vec<AlertView>>),
+    /// Every silence.
+    Silences(oneshot::Sender<Vec<SilenceView>>),
+    /// Aggregation groups.
+    Groups(oneshot::Sender<Vec<GroupView>>),
+}
+
+/// An alert as the APIs show it.
+#[derive(Debug, Clone)]
+pub struct AlertView {
+    /// The alert.
+    pub alert: Alert,
+    /// `active`, `suppressed` or `unprocessed`... here `active` or `suppressed`.
+    pub state: &'static str,
+    /// Silences muting it.
+    pub silenced_by: Vec<String>,
+    /// Fingerprints of alerts inhibiting it.
+    pub inhibited_by: Vec<String>,
+    /// Receivers of the routes it matches.
+    pub receivers: Vec<String>,
+}
+
+/// A silence as the APIs show it.
+#[derive(Debug, Clone)]
+pub struct SilenceView {
+    /// Id.
+    pub id: String,
+    /// The silence.
+    pub spec: SilenceSpec,
+    /// State now.
+    pub state: SilenceState,
+    /// Last update, Unix ns.
+    pub updated_at: i64,
+    /// For a recurring silence: the current or next occurrence.
+    pub next: Option<(i64, i64)>,
+}
+
+/// An aggregation group as the APIs show it.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    /// Group labels.
+    pub labels: LabelSet,
+    /// Receiver.
+    pub receiver: String,
+    /// Fingerprints of its alerts.
+    pub alerts: Vec<u64>,
+}
+
+struct Group {
+    node: usize,
+    key: String,
+    labels: LabelSet,
+    alerts: FxHashSet<u64>,
+    next_flush: Instant,
+}
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Links in notifications.
+    pub external_url: String,
+    /// Expired silences kept this long (ns).
+    pub silence_retention: i64,
+}
+
+/// The dispatcher's state.
+pub struct Dispatcher {
+    cfg: Arc<Receivers>,
+    nodes: Vec<RouteNode>,
+    settings: Settings,
+    alerts: FxHashMap<u64, Alert>,
+    /// Groups an alert is in.
+    refs: FxHashMap<u64, u32>,
+    /// (rule, alert key) → fingerprint of the rule alert now firing.
+    rule_alerts: FxHashMap<(String, String), u64>,
+    /// Rule alerts whose firing was notified by handlers (their recovery is never muted).
+    handler_notified: FxHashSet<u64>,
+    groups: FxHashMap<String, Group>,
+    timers: BTreeSet<(Instant, String)>,
+    silences: Silences,
+    inhibitor: Inhibitor,
+    inhibitor_dirty: bool,
+    nflog: Log,
+    writer: mpsc::Sender<Changes>,
+    metrics: Arc<Metrics>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn fps_text(fps: &[u64]) -> String {
+    fps.iter()
+        .map(|f| format!("{f:016x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_fps(s: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = s
+        .split(',')
+        .filter_map(|x| u64::from_str_radix(x, 16).ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The stored form of an alert.
+pub fn alert_row(a: &Alert) -> AlertRow {
+    AlertRow {
+        fingerprint: a.fingerprint as i64,
+        labels: serde_json::to_string(&a.labels).unwrap_or_default(),
+        annotations: serde_json::to_string(&a.annotations).unwrap_or_default(),
+        starts_ns: a.starts_at,
+        ends_ns: a.ends_at,
+        updated_ns: a.updated_at,
+        generator_url: a.generator_url.clone(),
+        source: serde_json::to_string(&a.source).unwrap_or_default(),
+        timeout: a.timeout,
+    }
+}
+
+fn alert_from_row(r: &AlertRow) -> Option<Alert> {
+    let labels: LabelSet = serde_json::from_str(&r.labels).ok()?;
+    Some(Alert {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: serde_json::from_str(&r.annotations).unwrap_or_default(),
+        starts_at: r.starts_ns,
+        ends_at: r.ends_ns,
+        updated_at: r.updated_ns,
+        generator_url: r.generator_url.clone(),
+        source: serde_json::from_str(&r.source).unwrap_or(Source::Api),
+        timeout: r.timeout,
+    })
+}
+
+fn to_time(ns: i64) -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp_nanos(ns)
+}
+
+/// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels.
+fn sort_alerts(v: &mut [NotifiedAlert]) {
+    v.sort_by(|a, b| {
+        let k = |x: &NotifiedAlert, n: &str| x.labels.get(n).cloned().unwrap_or_default();
+        k(a, "job")
+            .cmp(&k(b, "job"))
+            .then_with(|| k(a, "instance").cmp(&k(b, "instance")))
+            .then_with(|| a.labels.cmp(&b.labels))
+    });
+}
+
+impl Dispatcher {
+    /// A dispatcher restored from the database.
+    pub async fn restore(
+        storage: &Storage,
+        cfg: Arc<Receivers>,
+        settings: Settings,
+        writer: mpsc::Sender<Changes>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Dispatcher, crate::storage::StorageError> {
+        let mut d = Dispatcher {
+            nodes: Vec::new(),
+            inhibitor: Inhibitor::default(),
+            cfg: Arc::new(Receivers::default()),
+            settings,
+            alerts: FxHashMap::default(),
+            refs: FxHashMap::default(),
+            rule_alerts: FxHashMap::default(),
+            handler_notified: FxHashSet::default(),
+            groups: FxHashMap::default(),
+            timers: BTreeSet::new(),
+            silences: Silences::new(),
+            inhibitor_dirty: true,
+            nflog: Log::default(),
+            writer,
+            metrics,
+        };
+        for r in storage.load_silences().await? {
+            match serde_json::from_str::<SilenceSpec>(&r.spec)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| {
+                    Silence::new(r.id.clone(), spec, r.updated_ns).map_err(|e| e.to_string())
+                }) {
+                Ok(s) => d.silences.insert(s),
+                Err(error) => tracing::warn!(id = %r.id, %error, "Stored silence is invalid; ignored."),
+            }
+        }
+        for r in storage.load_nflog().await? {
+            d.nflog.set(
+                r.receiver,
+                r.group_key,
+                Entry {
+                    firing: parse_fps(&r.firing),
+                    resolved: parse_fps(&r.resolved),
+                    sent_at: r.sent_ns,
+                    expires_at: r.expires_ns,
+                },
+            );
+        }
+        for r in storage.load_alerts().await? {
+            if let Some(a) = alert_from_row(&r) {
+                if let Source::Rule { rule, key, .. } = &a.source
+                    && a.ends_at.is_none()
+                {
+                    d.rule_alerts.insert((rule.clone(), key.clone()), a.fingerprint);
+                    // Handlers of a restored rule alert did notify its firing (the outbox row
+                    // was written with the alert).
+                    d.handler_notified.insert(a.fingerprint);
+                }
+                d.alerts.insert(a.fingerprint, a);
+            }
+        }
+        d.apply_config(cfg);
+        Ok(d)
+    }
+
+    fn apply_config(&mut self, cfg: Arc<Receivers>) {
+        self.nodes = cfg
+            .route
+            .as_ref()
+            .map(|r| r.nodes().into_iter().cloned().collect())
+            .unwrap_or_default();
+        self.inhibitor = Inhibitor::from_rules(cfg.inhibit_rules.clone());
+        self.inhibitor_dirty = true;
+        self.cfg = cfg;
+        // Rebuild every group under the new tree; timers restart (as Alertmanager on reload).
+        self.groups.clear();
+        self.timers.clear();
+        self.refs.clear();
+        let now = Instant::now();
+        let now_ns = now_ns();
+        let fps: Vec<u64> = self.alerts.keys().copied().collect();
+        for fp in fps {
+            self.route(fp, now, now_ns);
+        }
+        self.update_gauges();
+    }
+
+    /// Puts a routed alert into its groups.
+    fn route(&mut self, fp: u64, now: Instant, now_ns: i64) {
+        let Some(a) = self.alerts.get(&fp) else {
+            return;
+        };
+        if !a.routed() || self.nodes.is_empty() {
+            return;
+        }
+        let Some(route) = &self.cfg.route else {
+            return;
+        };
+        let mut joined = 0;
+        for node in route.matches(&a.labels) {
+            let Some(idx) = self.nodes.iter().position(|n| n.id == node.id) else {
+                continue;
+            };
+            let labels = group_labels(node, &a.labels);
+            let id = format!("{}\u{1}{}", node.id, crate::manager::route::format_label_set(&labels));
+            let g = match self.groups.get_mut(&id) {
+                Some(g) => g,
+                None => {
+                    // First flush group_wait after the alert started: at once for an alert
+                    // that started long ago (after a restart the log prevents duplicates).
+                    let wait = node.group_wait.as_nanos() as i64;
+                    let due_ns = a.starts_at.saturating_add(wait);
+                    let delay = Duration::from_nanos(due_ns.saturating_sub(now_ns).max(0) as u64)
+                        .min(node.group_wait);
+                    let next = now + delay;
+                    self.timers.insert((next, id.clone()));
+                    self.groups.entry(id.clone()).or_insert(Group {
+                        node: idx,
+                        key: group_key(node, &a.labels),
+                        labels,
+                        alerts: FxHashSet::default(),
+                        next_flush: next,
+                    })
+                }
+            };
+            if g.alerts.insert(fp) {
+                joined += 1;
+            }
+        }
+        *self.refs.entry(fp).or_default() += joined;
+    }
+
+    fn refresh_inhibitor(&mut self, now: i64) {
+        if !self.inhibitor_dirty || self.inhibitor.rules().is_empty() {
+            return;
+        }
+        let firing: Vec<(u64, LabelSet)> = self
+            .alerts
+            .values()
+            .filter(|a| !a.resolved_at(now))
+            .map(|a| (a.fingerprint, a.labels.clone()))
+            .collect();
+        self.inhibitor.update(&firing);
+        self.inhibitor_dirty = false;
+    }
+
+    fn muted(&mut self, labels: &LabelSet, now: i64) -> bool {
+        self.refresh_inhibitor(now);
+        self.silences.muted_by(labels, now).is_some() || self.inhibitor.check(labels).is_some()
+    }
+
+    async fn write(&self, c: Changes) {
+        if c.is_empty() {
+            return;
+        }
+        if self.writer.send(c).await.is_err() {
+            tracing::error!("Storage writer is gone; alert-manager changes not stored.");
+        }
+    }
+
+    /// Upserts an alert into the store and routes it if it is in no group.
+    fn upsert(&mut self, a: Alert, changes: &mut Changes, now: Instant, now_ns: i64) {
+        let fp = a.fingerprint;
+        changes.alerts.push(alert_row(&a));
+        self.alerts.insert(fp, a);
+        self.inhibitor_dirty = true;
+        if self.refs.get(&fp).copied().unwrap_or(0) == 0 {
+            self.route(fp, now, now_ns);
+        }
+    }
+
+    /// Handles a rule's alert event.
+    async fn on_rule(&mut self, ev: RuleEvent) {
+        let now = Instant::now();
+        let now_ns = now_ns();
+        let mut changes = Changes::default();
+        let (rule, key) = match &ev.alert.source {
+            Source::Rule { rule, key, .. } => (rule.clone(), key.clone()),
+            _ => (String::new(), String::new()),
+        };
+        let t = ev.record.state.last_event_ns;
+        let previous = self.rule_alerts.get(&(rule.clone(), key.clone())).copied();
+        // The alert the event is about, for muting: the new one, or for a recovery the old one.
+        let mut subject_labels = ev.alert.labels.clone();
+        let mut was_notified = false;
+        if let Some(old_fp) = previous
+            && (ev.level == Level::Ok || old_fp != ev.alert.fingerprint)
+        {
+            // Resolve the alert of the previous level.
+            if let Some(old) = self.alerts.get(&old_fp).cloned() {
+                if ev.level == Level::Ok {
+                    subject_labels = old.labels.clone();
+                }
+                let mut old = old;
+                old.ends_at = Some(t);
+                old.updated_at = t;
+                was_notified = self.handler_notified.remove(&old_fp);
+                self.finish_unrouted(old, &mut changes, now, now_ns);
+            }
+            self.rule_alerts.remove(&(rule.clone(), key.clone()));
+        }
+        if ev.level != Level::Ok {
+            let mut a = ev.alert.clone();
+            if let Some(existing) = self.alerts.get(&a.fingerprint)
+                && !existing.resolved_at(now_ns)
+            {
+                a.starts_at = existing.starts_at;
+            } else if previous.is_some() {
+                // A new level of an alert already firing starts now.
+                a.starts_at = t;
+            }
+            self.rule_alerts.insert((rule, key), a.fingerprint);
+            self.upsert(a, &mut changes, now, now_ns);
+        }
+        // TICK handlers: one notification per event, unless muted. A recovery of a notified
+        // alert is never muted, so a silence never swallows the "resolved" of a page.
+        if !ev.handlers.is_empty() {
+            let muted = self.muted(&subject_labels, now_ns);
+            if muted && !(ev.level == Level::Ok && was_notified) {
+                self.metrics.notifications_muted.inc();
+            } else {
+                let rows = crate::receivers::handler_outbox(
+                    &self.cfg,
+                    &ev,
+                    &self.settings.external_url,
+                );
+                if ev.level != Level::Ok && !rows.is_empty() {
+                    self.handler_notified.insert(ev.alert.fingerprint);
+                }
+                changes.outbox.extend(rows);
+            }
+        }
+        changes.event = Some(ev.record);
+        self.write(changes).await;
+        self.update_gauges();
+    }
+
+    /// Stores a resolved alert; an unrouted (handler) alert is forgotten at once, a routed one
+    /// stays until its groups have flushed it.
+    fn finish_unrouted(&mut self, a: Alert, changes: &mut Changes, now: Instant, now_ns: i64) {
+        let fp = a.fingerprint;
+        if a.routed() {
+            self.upsert(a, changes, now, now_ns);
+        } else {
+            self.alerts.remove(&fp);
+            self.refs.remove(&fp);
+            changes.alert_deletes.push(fp as i64);
+            self.inhibitor_dirty = true;
+        }
+    }
+
+    /// Merges posted alerts (Alertmanager's rules: a re-post extends the alert, a post after
+    /// it resolved starts a new one).
+    async fn on_post(&mut self, posted: Vec<Alert>) {
+        let now = Instant::now();
+        let now_ns = now_ns();
+        let mut changes = Changes::default();
+        for mut a in posted {
+            if let Some(old) = self.alerts.get(&a.fingerprint) {
+                let overlaps = !old.resolved_at(a.starts_at) || a.starts_at <= old.ends_at.unwrap_or(i64::MAX);
+                if overlaps && !old.resolved_at(now_ns) {
+                    a.starts_at = a.starts_at.min(old.starts_at);
+                } else if overlaps && old.starts_at <= a.starts_at {
+                    a.starts_at = old.starts_at;
+                }
+            }
+            a.updated_at = now_ns;
+            self.upsert(a, &mut changes, now, now_ns);
+        }
+        self.write(changes).await;
+        self.update_gauges();
+    }
+
+    async fn on_set_silence(
+        &mut self,
+        id: Option<String>,
+        spec: SilenceSpec,
+    ) -> Result<String, SilenceError> {
+        let now = now_ns();
+        let id = match id {
+            Some(id) => {
+                let Some(old) = self.silences.get(&id) else {
+                    return Err(SilenceError::NotFound(id));
+                };
+                if old.state(now) == SilenceState::Expired {
+                    return Err(SilenceError::Expired(id));
+                }
+                id
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let s = Silence::new(id.clone(), spec, now)?;
+        let row = SilenceRow {
+            id: id.clone(),
+            spec: serde_json::to_string(&s.spec).unwrap_or_default(),
+            updated_ns: now,
+        };
+        self.silences.insert(s);
+        self.write(Changes {
+            silences: vec![row],
+            ..Changes::default()
+        })
+        .await;
+        self.update_gauges();
+        Ok(id)
+    }
+
+    async fn on_expire_silence(&mut self, id: String) -> Result<(), SilenceError> {
+        let now = now_ns();
+        let Some(s) = self.silences.get(&id) else {
+            return Err(SilenceError::NotFound(id));
+        };
+        let mut spec = s.spec.clone();
+        match s.state(now) {
+            SilenceState::Expired => return Err(SilenceError::Expired(id)),
+            SilenceState::Pending if now < spec.starts_at => {
+                spec.starts_at = now;
+                spec.ends_at = now;
+            }
+            _ => spec.ends_at = now,
+        }
+        let s = Silence::new(id.clone(), spec, now)?;
+        let row = SilenceRow {
+            id: id.clone(),
+            spec: serde_json::to_string(&s.spec).unwrap_or_default(),
+            updated_ns: now,
+        };
+        self.silences.insert(s);
+        self.write(Changes {
+            silences: vec![row],
+            ..Changes::default()
+        })
+        .await;
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Flushes one group: decides with the log whether to notify, writes the notification and
+    /// the log entry, drops resolved alerts, and schedules the next flush.
+    async fn flush(&mut self, id: &str, now: Instant) {
+        let now_ns = now_ns();
+        let Some(g) = self.groups.get(id) else {
+            return;
+        };
+        let node = &self.nodes[g.node];
+        let receiver_name = node.receiver.clone();
+        let repeat = node.repeat_interval.as_nanos() as i64;
+        let interval = node.group_interval;
+        let time_muted = self.time_muted(node, now_ns);
+        let key = g.key.clone();
+        let glabels = g.labels.clone();
+        let members: Vec<u64> = g.alerts.iter().copied().collect();
+        let entry = self.nflog.get(&receiver_name, &key).cloned();
+        let mut firing = Vec::new();
+        let mut resolved = Vec::new();
+        let mut shown = Vec::new();
+        let mut done = Vec::new();
+        for fp in members {
+            let Some(a) = self.alerts.get(&fp).cloned() else {
+                done.push(fp);
+                continue;
+            };
+            let is_resolved = a.resolved_at(now_ns);
+            if is_resolved {
+                done.push(fp);
+            }
+            // A resolved alert whose firing was notified is always notified resolved.
+            let notified_firing = entry
+                .as_ref()
+                .is_some_and(|e| e.firing.binary_search(&fp).is_ok());
+            let muted = if is_resolved && notified_firing {
+                false
+            } else {
+                self.muted(&a.labels, now_ns)
+            };
+            if muted {
+                continue;
+            }
+            if is_resolved {
+                resolved.push(fp);
+            } else {
+                firing.push(fp);
+            }
+            shown.push(a);
+        }
+        firing.sort_unstable();
+        resolved.sort_unstable();
+        let receiver = self.cfg.receivers.get(&receiver_name).cloned();
+        let send_resolved = receiver.as_ref().is_some_and(|r| r.send_resolved());
+        let reason = if time_muted {
+            None
+        } else {
+            nflog::needs_update(entry.as_ref(), &firing, &resolved, send_resolved, repeat, now_ns)
+        };
+        if let Some(reason) = reason {
+            let mut alerts: Vec<NotifiedAlert> = shown
+                .iter()
+                .map(|a| NotifiedAlert {
+                    status: if a.resolved_at(now_ns) {
+                        AlertStatus::Resolved
+                    } else {
+                        AlertStatus::Firing
+                    },
+                    labels: a.labels.clone(),
+                    annotations: a.annotations.clone(),
+                    starts_at: to_time(a.starts_at),
+                    ends_at: a.ends_at.filter(|e| *e <= now_ns).map(to_time),
+                    generator_url: a.generator_url.clone(),
+                    fingerprint: a.fingerprint,
+                })
+                .collect();
+            sort_alerts(&mut alerts);
+            let n = Notification {
+                receiver: receiver_name.clone(),
+                group_key: key.clone(),
+                group_labels: glabels,
+                alerts,
+                truncated: 0,
+                external_url: self.settings.external_url.clone(),
+                reason: reason.as_str().to_string(),
+            };
+            let rows = match &receiver {
+                Some(r) => crate::receivers::group_outbox(r, &n),
+                None => Vec::new(),
+            };
+            self.metrics.notifications_created.inc_by(rows.len() as u64);
+            let e = Entry {
+                firing,
+                resolved,
+                sent_at: now_ns,
+                expires_at: now_ns.saturating_add(repeat.saturating_mul(2)),
+            };
+            let row = NflogRow {
+                receiver: receiver_name.clone(),
+                group_key: key.clone(),
+                firing: fps_text(&e.firing),
+                resolved: fps_text(&e.resolved),
+                sent_ns: e.sent_at,
+                expires_ns: e.expires_at,
+            };
+            self.nflog.set(receiver_name, key, e);
+            self.write(Changes {
+                outbox: rows,
+                nflog: vec![row],
+                ..Changes::default()
+            })
+            .await;
+        }
+        // Resolved alerts leave the group; alerts in no group are forgotten.
+        let mut changes = Changes::default();
+        if let Some(g) = self.groups.get_mut(id) {
+            for fp in &done {
+                if g.alerts.remove(fp) {
+                    let r = self.refs.entry(*fp).or_default();
+                    *r = r.saturating_sub(1);
+                    if *r == 0 {
+                        self.refs.remove(fp);
+                        if self.alerts.get(fp).is_none_or(|a| a.resolved_at(now_ns)) {
+                            self.alerts.remove(fp);
+                            changes.alert_deletes.push(*fp as i64);
+                            self.inhibitor_dirty = true;
+                        }
+                    }
+                }
+            }
+            if g.alerts.is_empty() {
+                self.groups.remove(id);
+            } else {
+                g.next_flush = now + interval;
+                self.timers.insert((g.next_flush, id.to_string()));
+            }
+        }
+        self.write(changes).await;
+    }
+
+    fn time_muted(&self, node: &RouteNode, now_ns: i64) -> bool {
+        let t = to_time(now_ns);
+        let ti = &self.cfg.time_intervals;
+        node.mute_time_intervals
+            .iter()
+            .any(|n| ti.get(n).is_some_and(|i| i.contains(t)))
+            || (!node.active_time_intervals.is_empty()
+                && !node
+                    .active_time_intervals
+                    .iter()
+                    .any(|n| ti.get(n).is_some_and(|i| i.contains(t))))
+    }
+
+    /// Flushes every group that is due.
+    async fn flush_due(&mut self) {
+        let now = Instant::now();
+        while let Some((at, id)) = self.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            // Skip stale timers of groups that were rescheduled or removed.
+            if self.groups.get(&id).is_some_and(|g| g.next_flush == at) {
+                self.flush(&id, now).await;
+            }
+        }
+        self.update_gauges();
+    }
+
+    /// Purges expired silences and log entries; resolves posted alerts past their end.
+    async fn maintenance(&mut self) {
+        let now = now_ns();
+        let mut changes = Changes::default();
+        for id in self.silences.purgeable(now, self.settings.silence_retention) {
+            self.silences.remove(&id);
+            changes.silence_deletes.push(id);
+        }
+        changes.nflog_deletes = self.nflog.gc(now);
+        // Unrouted alerts (handler rules never resolve this way) and routed alerts no group
+        // holds are forgotten once resolved.
+        let stale: Vec<u64> = self
+            .alerts
+            .values()
+            .filter(|a| a.resolved_at(now) && self.refs.get(&a.fingerprint).copied().unwrap_or(0) == 0)
+            .map(|a| a.fingerprint)
+            .collect();
+        for fp in stale {
+            self.alerts.remove(&fp);
+            changes.alert_deletes.push(fp as i64);
+        }
+        self.inhibitor_dirty = true;
+        self.write(changes).await;
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        let now = now_ns();
+        let firing = self.alerts.values().filter(|a| !a.resolved_at(now)).count();
+        self.metrics.alerts_firing.set(firing as i64);
+        self.metrics.alerts_stored.set(self.alerts.len() as i64);
+        self.metrics.alert_groups.set(self.groups.len() as i64);
+        self.metrics.silences.set(self.silences.len() as i64);
+    }
+
+    fn answer(&mut self, q: Query) {
+        let now = now_ns();
+        match q {
+            Query::Alerts(tx) => {
+                self.refresh_inhibitor(now);
+                let mut out: Vec<AlertView> = self
+                    .alerts
+                    .values()
+                    .map(|a| {
+                        let silenced_by: Vec<String> = self
+                            .silences
+                            .iter()
+                            .filter(|s| s.mutes(&a.labels, now))
+                            .map(|s| s.id.clone())
+                            .collect();
+                        let inhibited_by: Vec<String> = self
+                            .inhibitor
+                            .check(&a.labels)
+                            .map(|f| format!("{f:016x}"))
+                            .into_iter()
+                            .collect();
+                        let receivers = match (&self.cfg.route, a.routed()) {
+                            (Some(r), true) => {
+                                r.matches(&a.labels).iter().map(|n| n.receiver.clone()).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        AlertView {
+                            state: if silenced_by.is_empty() && inhibited_by.is_empty() {
+                                "active"
+                            } else {
+                                "suppressed"
+                            },
+                            alert: a.clone(),
+                            silenced_by,
+                            inhibited_by,
+                            receivers,
+                        }
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.alert.labels.cmp(&b.alert.labels));
+                let _ = tx.send(out);
+            }
+            Query::Silences(tx) => {
+                let mut out: Vec<SilenceView> = self
+                    .silences
+                    .iter()
+                    .map(|s| SilenceView {
+                        id: s.id.clone(),
+                        spec: s.spec.clone(),
+                        state: s.state(now),
+                        updated_at: s.updated_at,
+                        next: if s.is_recurring() { s.occurrence(now) } else { None },
+                    })
+                    .collect();
+                out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+                let _ = tx.send(out);
+            }
+            Query::Groups(tx) => {
+                let out = self
+                    .groups
+                    .values()
+                    .map(|g| GroupView {
+                        labels: g.labels.clone(),
+                        receiver: self.nodes[g.node].receiver.clone(),
+                        alerts: g.alerts.iter().copied().collect(),
+                    })
+                    .collect();
+                let _ = tx.send(out);
+            }
+        }
+    }
+
+    /// Runs until every sender of `rx` is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut maintenance = tokio::time::interval(Duration::from_secs(30));
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = self
+                .timers
+                .first()
+                .map(|(t, _)| *t)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.metrics.manager_queue_depth.set(rx.len() as i64);
+                    match msg {
+                        Msg::Rule(ev) => self.on_rule(*ev).await,
+                        Msg::Post(alerts, done) => {
+                            self.on_post(alerts).await;
+                            let _ = done.send(());
+                        }
+                        Msg::SetSilence(id, spec, reply) => {
+                            let r = self.on_set_silence(id, spec).await;
+                            let _ = reply.send(r);
+                        }
+                        Msg::ExpireSilence(id, reply) => {
+                            let r = self.on_expire_silence(id).await;
+                            let _ = reply.send(r);
+                        }
+                        Msg::Query(q) => self.answer(q),
+                        Msg::Reload(cfg) => self.apply_config(cfg),
+                    }
+                }
+                () = tokio::time::sleep_until(next) => self.flush_due().await,
+                _ = maintenance.tick() => self.maintenance().await,
+            }
+        }
+    }
+}
