@@ -1,5 +1,7 @@
 //! Receivers: delivering notifications. So far the TICK handlers `.post(url)` (Kapacitor's alert
-//! JSON in an HTTP POST) and `.log(path)` (one JSON line per event appended to a file).
+//! JSON in an HTTP POST) and `.log(path)` (one JSON line per event appended to a file), plus the
+//! Alerta receiver ([`alerta`]), which renders and sends alerts but is not yet wired into
+//! delivery.
 //!
 //! Delivery is durable: the notifications of an event are written to the SQLite outbox in the
 //! same transaction as the event, and a delivery task sends what is due. It marks a notification
@@ -7,6 +9,7 @@
 //! and gives up on other 4xx with the reason stored. After a crash everything pending is sent
 //! again (at least once).
 
+pub mod alerta;
 pub mod notification;
 
 use std::io::Write;
