@@ -1,156 +1,15 @@
 //! `alertd run` driven like agents drive it: the real binary on port 0 with a temporary data
 //! directory, spoken to over HTTP.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
 use serde_json::Value;
-
-/// A running `alertd run`; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    client: Client,
-}
-
-impl Server {
-    /// Starts the binary with `config` (TOML, without `listen`) in `dir`, on a free port.
-    fn start(dir: &Path, config: &str) -> Server {
-        let cfg = dir.join("alertd.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nrules_dir = \"rules\"\n{config}"
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_alertd"))
-            .current_dir(dir)
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("ALERTD_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("alertd starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent
-                    && let Some(addr) = line
-                        .split("listen=")
-                        .nth(1)
-                        .and_then(|r| r.split_whitespace().next())
-                {
-                    let _ = tx.send(addr.to_string());
-                    sent = true;
-                }
-                eprintln!("[alertd] {line}");
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("alertd logs its listen address");
-        let server = Server {
-            child,
-            base: format!("http://{addr}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self
-                .client
-                .get(self.url("/-/ready"))
-                .send()
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("alertd never became ready");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn write(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, String) {
-        let r = self.client.post(self.url(path)).body(body).send().unwrap();
-        (r.status().as_u16(), r.text().unwrap())
-    }
-
-    fn json(&self, path: &str) -> Value {
-        self.client
-            .get(self.url(path))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
-    }
-
-    fn metrics(&self) -> String {
-        self.client
-            .get(self.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
-    }
-
-    /// Polls the stored events until `pred` holds.
-    fn wait_events(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let v = self.json("/api/v1/alerts");
-            let mut events = v["recent_events"].as_array().cloned().unwrap_or_default();
-            events.reverse();
-            if pred(&events) {
-                return events;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; events: {events:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn workdir(rules: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    std::fs::create_dir(path.join("rules")).unwrap();
-    for (name, src) in rules {
-        std::fs::write(path.join("rules").join(name), src).unwrap();
-    }
-    (dir, path)
-}
+use support::{Receiver, Server, metric, metric_sum, workdir};
 
 const CPU_RULE: &str = r#"
 stream
@@ -163,14 +22,6 @@ stream
         .crit(lambda: "usage" > 90)
         .stateChangesOnly()
 "#;
-
-fn metric(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[test]
 fn telegraf_style_writes_reach_the_rules_and_are_stored() {
@@ -806,88 +657,6 @@ fn a_changed_rule_keeps_its_alert_levels_even_on_another_engine_thread() {
     assert_eq!(events[1]["previousLevel"], "CRITICAL");
 }
 
-/// A real HTTP receiver on loopback: records each request (headers, body) and answers with the
-/// next status of `statuses` (the last one repeats).
-struct Receiver {
-    addr: String,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-}
-
-impl Receiver {
-    fn start(statuses: Vec<u16>) -> Receiver {
-        Receiver::start_on(0, statuses)
-    }
-
-    fn start_on(port: u16, statuses: Vec<u16>) -> Receiver {
-        use std::io::Read;
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = requests.clone();
-        std::thread::spawn(move || {
-            let mut n = 0usize;
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head, body) = loop {
-                    let Ok(k) = stream.read(&mut chunk) else {
-                        break (String::new(), String::new());
-                    };
-                    if k == 0 {
-                        break (String::new(), String::new());
-                    }
-                    buf.extend_from_slice(&chunk[..k]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let head = text[..end].to_string();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break (
-                                head,
-                                String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
-                            );
-                        }
-                    }
-                };
-                let status = statuses[n.min(statuses.len() - 1)];
-                n += 1;
-                seen.lock().unwrap().push((head, body));
-                let _ = stream.write_all(
-                    format!(
-                        "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
-            }
-        });
-        Receiver { addr, requests }
-    }
-
-    fn wait_for(&self, n: usize) -> Vec<(String, String)> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let r = self.requests.lock().unwrap().clone();
-            if r.len() >= n {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "receiver got {} of {n} requests",
-                r.len()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 #[test]
 fn tick_post_and_log_handlers_deliver_durably_with_retries() {
     let hook = Receiver::start(vec![503, 200]);
@@ -926,9 +695,10 @@ stream
     assert_eq!(ev["previousLevel"], "OK");
     assert_eq!(ev["data"]["series"][0]["values"][0][1], 95.0);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(
+    while metric_sum(
         &s.metrics(),
-        "alertd_notifications_sent_total{kind=\"post\"}",
+        "alertd_notifications_sent_total",
+        "kind=\"post\"",
     ) < 1.0
     {
         assert!(
@@ -939,7 +709,7 @@ stream
     }
     let m = s.metrics();
     assert_eq!(
-        metric(&m, "alertd_notifications_retried_total{kind=\"post\"}"),
+        metric_sum(&m, "alertd_notifications_retried_total", "kind=\"post\""),
         1.0
     );
     // Both notifications (post and log) are marked sent in the outbox.
@@ -979,9 +749,10 @@ fn pending_notifications_survive_kill_9() {
     );
     s.wait_events("the event", |e| e.len() == 1);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(
+    while metric_sum(
         &s.metrics(),
-        "alertd_notifications_retried_total{kind=\"post\"}",
+        "alertd_notifications_retried_total",
+        "kind=\"post\"",
     ) < 1.0
     {
         assert!(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::alerta::{AlertaConfig, AlertaReceiver};
 use super::webhook::{Webhook, WebhookConfig};
 use crate::manager::inhibit::{InhibitRule, InhibitRuleConfig};
 use crate::manager::route::{Route, RouteConfig};
@@ -44,6 +45,9 @@ pub struct ReceiverConfig {
     /// A log file of JSON lines.
     #[serde(default)]
     pub log: Option<LogConfig>,
+    /// An Alerta server.
+    #[serde(default)]
+    pub alerta: Option<AlertaConfig>,
 }
 
 /// A log-file integration.
@@ -70,6 +74,19 @@ pub struct Receiver {
     pub webhook: Option<Webhook>,
     /// Log integration.
     pub log: Option<LogConfig>,
+    /// Alerta integration.
+    pub alerta: Option<AlertaReceiver>,
+}
+
+impl Receivers {
+    /// The receiver TICK `.alerta()` handlers use: the one named `alerta` if it has an Alerta
+    /// integration, else the first (by name) that has one.
+    pub fn alerta_receiver(&self) -> Option<&Receiver> {
+        self.receivers
+            .get("alerta")
+            .filter(|r| r.alerta.is_some())
+            .or_else(|| self.receivers.values().find(|r| r.alerta.is_some()))
+    }
 }
 
 impl Receiver {
@@ -77,6 +94,7 @@ impl Receiver {
     pub fn send_resolved(&self) -> bool {
         self.webhook.as_ref().is_some_and(|w| w.send_resolved)
             || self.log.as_ref().is_some_and(|l| l.send_resolved)
+            || self.alerta.as_ref().is_some_and(|a| a.send_resolved())
     }
 }
 
@@ -181,10 +199,17 @@ pub fn build(files: &[(PathBuf, ReceiversFile)]) -> Result<Receivers, ReceiversE
                 Some(w) => Some(Webhook::new(&rc.name, w).map_err(|e| fail(path, e.to_string()))?),
                 None => None,
             };
+            let alerta = match &rc.alerta {
+                Some(a) => {
+                    Some(AlertaReceiver::new(&rc.name, a).map_err(|e| fail(path, e.to_string()))?)
+                }
+                None => None,
+            };
             let r = Receiver {
                 name: rc.name.clone(),
                 webhook,
                 log: rc.log.clone(),
+                alerta,
             };
             if out.receivers.insert(rc.name.clone(), r).is_some() {
                 return Err(fail(path, format!("receiver \"{}\" is defined more than once", rc.name)));

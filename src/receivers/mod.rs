@@ -12,6 +12,7 @@
 //!   4xx (SMTP 5xx) with the reason stored. After a crash everything pending is sent again (at
 //!   least once).
 
+pub mod alerta;
 pub mod config;
 pub mod notification;
 pub mod tick;
@@ -76,11 +77,79 @@ pub fn group_outbox(r: &Receiver, n: &Notification) -> Vec<OutboxInsert> {
             group_key: n.group_key.clone(),
         });
     }
+    if let Some(a) = &r.alerta {
+        for body in a.render(n, &alerta::AlertaOverrides::default()) {
+            out.push(OutboxInsert {
+                receiver: r.name.clone(),
+                kind: "alerta".into(),
+                target: r.name.clone(),
+                headers: Vec::new(),
+                timeout_ms: a.http_timeout().as_millis() as i64,
+                body: body.to_string(),
+                group_key: n.group_key.clone(),
+            });
+        }
+    }
     out
 }
 
+/// A rule event as a one-alert notification (for handlers that render notifications).
+fn event_notification(ev: &RuleEvent, receiver: &str, external_url: &str) -> Notification {
+    let a = &ev.alert;
+    let resolved = ev.level == crate::rules::plan::Level::Ok;
+    let t = ev.record.state.last_event_ns;
+    let mut labels = a.labels.clone();
+    if resolved {
+        // The recovery is about the alert that fired: drop the `ok` severity.
+        labels.remove("severity");
+    }
+    Notification {
+        receiver: receiver.to_string(),
+        group_key: match &a.source {
+            crate::manager::alert::Source::Rule { rule, key, .. } => format!("{rule}/{key}"),
+            _ => String::new(),
+        },
+        group_labels: Default::default(),
+        alerts: vec![notification::NotifiedAlert {
+            status: if resolved {
+                AlertStatus::Resolved
+            } else {
+                AlertStatus::Firing
+            },
+            fingerprint: crate::manager::labels::fingerprint(&labels),
+            labels,
+            annotations: a.annotations.clone(),
+            starts_at: chrono::DateTime::from_timestamp_nanos(a.starts_at),
+            ends_at: resolved.then(|| chrono::DateTime::from_timestamp_nanos(t)),
+            generator_url: a.generator_url.clone(),
+        }],
+        truncated: 0,
+        external_url: external_url.to_string(),
+        reason: "alert event".into(),
+    }
+}
+
+/// `.alerta()` properties as overrides of the Alerta receiver.
+fn alerta_overrides(props: &std::collections::BTreeMap<String, Vec<String>>) -> alerta::AlertaOverrides {
+    let one = |k: &str| props.get(k).and_then(|v| v.first()).cloned();
+    alerta::AlertaOverrides {
+        resource: one("resource"),
+        event: one("event"),
+        environment: one("environment"),
+        group: one("group"),
+        value: one("value"),
+        origin: one("origin"),
+        text: None,
+        services: props.get("services").cloned().unwrap_or_default(),
+        correlate: props.get("correlated").cloned().unwrap_or_default(),
+        timeout: one("timeout")
+            .and_then(|t| crate::rules::parser::parse_duration(&t))
+            .map(|ns| (ns.max(0) / 1_000_000_000) as u64),
+    }
+}
+
 /// The outbox rows of one rule alert event's TICK handlers.
-pub fn handler_outbox(_cfg: &Receivers, ev: &RuleEvent, _external_url: &str) -> Vec<OutboxInsert> {
+pub fn handler_outbox(cfg: &Receivers, ev: &RuleEvent, external_url: &str) -> Vec<OutboxInsert> {
     let group_key = match &ev.alert.source {
         crate::manager::alert::Source::Rule { rule, key, .. } => format!("{rule}/{key}"),
         _ => String::new(),
@@ -110,7 +179,27 @@ pub fn handler_outbox(_cfg: &Receivers, ev: &RuleEvent, _external_url: &str) -> 
                 body: ev.record.body.clone(),
                 group_key: group_key.clone(),
             }),
-            HandlerTarget::Email { .. } | HandlerTarget::Alerta { .. } => {
+            HandlerTarget::Alerta { props } => match cfg.alerta_receiver() {
+                Some(r) => {
+                    let Some(a) = &r.alerta else { continue };
+                    let n = event_notification(ev, &r.name, external_url);
+                    for body in a.render(&n, &alerta_overrides(props)) {
+                        out.push(OutboxInsert {
+                            receiver: r.name.clone(),
+                            kind: "alerta".into(),
+                            target: r.name.clone(),
+                            headers: Vec::new(),
+                            timeout_ms: a.http_timeout().as_millis() as i64,
+                            body: body.to_string(),
+                            group_key: group_key.clone(),
+                        });
+                    }
+                }
+                None => {
+                    tracing::warn!(rule = %ev.record.state.task, "The rule has an .alerta() handler but no receiver has an Alerta integration; event not delivered.");
+                }
+            },
+            HandlerTarget::Email { .. } => {
                 tracing::warn!(rule = %ev.record.state.task, "No receiver configured for this handler; event not delivered.");
             }
             HandlerTarget::Unsupported(name) => {
@@ -132,8 +221,20 @@ pub enum Outcome {
     Failed(String),
 }
 
-async fn attempt(client: &reqwest::Client, _receivers: &Receivers, row: &OutboxRow) -> Outcome {
+async fn attempt(client: &reqwest::Client, receivers: &Receivers, row: &OutboxRow) -> Outcome {
     match row.kind.as_str() {
+        "alerta" => {
+            let Some(a) = receivers.receivers.get(&row.target).and_then(|r| r.alerta.as_ref()) else {
+                return Outcome::Failed(format!(
+                    "receiver \"{}\" has no Alerta integration any more",
+                    row.target
+                ));
+            };
+            match serde_json::from_str::<serde_json::Value>(&row.body) {
+                Ok(body) => a.send(client, &body).await,
+                Err(e) => Outcome::Failed(format!("stored Alerta body is not JSON: {e}")),
+            }
+        }
         "post" => {
             let mut req = client
                 .post(&row.target)

@@ -38,6 +38,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/record", get(record))
+        .route(
+            "/api/v2/alerts",
+            post(super::am_api::post_alerts).get(super::am_api::get_alerts),
+        )
+        .route(
+            "/api/v2/silences",
+            post(super::am_api::post_silence).get(super::am_api::get_silences),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(super::am_api::get_silence).delete(super::am_api::delete_silence),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }

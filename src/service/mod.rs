@@ -5,6 +5,7 @@
 //! Data flow: HTTP handler validates a body and queues a [`WriteBatch`] (429 when the queue is
 //! full) → engine thread evaluates rules and passes events to the storage writer → SQLite.
 
+pub mod am_api;
 pub mod engine_thread;
 pub mod http;
 pub mod metrics;
