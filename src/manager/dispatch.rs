@@ -30,7 +30,7 @@ use super::nflog::{self, Entry, Log};
 use super::route::{RouteNode, group_key, group_labels};
 use super::silence::{Silence, SilenceError, SilenceSpec, SilenceState, Silences};
 use crate::receivers::config::Receivers;
-use crate::receivers::notification::{AlertStatus, NotifiedAlert, Notification};
+use crate::receivers::notification::{AlertStatus, Notification, NotifiedAlert};
 use crate::receivers::tick::HandlerTarget;
 use crate::rules::plan::Level;
 use crate::service::metrics::Metrics;
@@ -57,7 +57,11 @@ pub enum Msg {
     /// Alerts posted to the API (already validated).
     Post(Vec<Alert>, oneshot::Sender<()>),
     /// Create or update a silence (`id` None: create).
-    SetSilence(Option<String>, SilenceSpec, oneshot::Sender<Result<String, SilenceError>>),
+    SetSilence(
+        Option<String>,
+        SilenceSpec,
+        oneshot::Sender<Result<String, SilenceError>>,
+    ),
     /// Expire a silence.
     ExpireSilence(String, oneshot::Sender<Result<(), SilenceError>>),
     /// Read the state for the APIs.
@@ -257,7 +261,9 @@ impl Dispatcher {
                     Silence::new(r.id.clone(), spec, r.updated_ns).map_err(|e| e.to_string())
                 }) {
                 Ok(s) => d.silences.insert(s),
-                Err(error) => tracing::warn!(id = %r.id, %error, "Stored silence is invalid; ignored."),
+                Err(error) => {
+                    tracing::warn!(id = %r.id, %error, "Stored silence is invalid; ignored.")
+                }
             }
         }
         for r in storage.load_nflog().await? {
@@ -277,7 +283,8 @@ impl Dispatcher {
                 if let Source::Rule { rule, key, .. } = &a.source
                     && a.ends_at.is_none()
                 {
-                    d.rule_alerts.insert((rule.clone(), key.clone()), a.fingerprint);
+                    d.rule_alerts
+                        .insert((rule.clone(), key.clone()), a.fingerprint);
                     // Handlers of a restored rule alert did notify its firing (the outbox row
                     // was written with the alert).
                     d.handler_notified.insert(a.fingerprint);
@@ -328,7 +335,11 @@ impl Dispatcher {
                 continue;
             };
             let labels = group_labels(node, &a.labels);
-            let id = format!("{}\u{1}{}", node.id, crate::manager::route::format_label_set(&labels));
+            let id = format!(
+                "{}\u{1}{}",
+                node.id,
+                crate::manager::route::format_label_set(&labels)
+            );
             let g = match self.groups.get_mut(&id) {
                 Some(g) => g,
                 None => {
@@ -445,11 +456,8 @@ impl Dispatcher {
             if muted && !(ev.level == Level::Ok && was_notified) {
                 self.metrics.notifications_muted.inc();
             } else {
-                let rows = crate::receivers::handler_outbox(
-                    &self.cfg,
-                    &ev,
-                    &self.settings.external_url,
-                );
+                let rows =
+                    crate::receivers::handler_outbox(&self.cfg, &ev, &self.settings.external_url);
                 if ev.level != Level::Ok && !rows.is_empty() {
                     self.handler_notified.insert(ev.alert.fingerprint);
                 }
@@ -483,7 +491,8 @@ impl Dispatcher {
         let mut changes = Changes::default();
         for mut a in posted {
             if let Some(old) = self.alerts.get(&a.fingerprint) {
-                let overlaps = !old.resolved_at(a.starts_at) || a.starts_at <= old.ends_at.unwrap_or(i64::MAX);
+                let overlaps =
+                    !old.resolved_at(a.starts_at) || a.starts_at <= old.ends_at.unwrap_or(i64::MAX);
                 if overlaps && !old.resolved_at(now_ns) {
                     a.starts_at = a.starts_at.min(old.starts_at);
                 } else if overlaps && old.starts_at <= a.starts_at {
@@ -616,7 +625,14 @@ impl Dispatcher {
         let reason = if time_muted {
             None
         } else {
-            nflog::needs_update(entry.as_ref(), &firing, &resolved, send_resolved, repeat, now_ns)
+            nflog::needs_update(
+                entry.as_ref(),
+                &firing,
+                &resolved,
+                send_resolved,
+                repeat,
+                now_ns,
+            )
         };
         if let Some(reason) = reason {
             let mut alerts: Vec<NotifiedAlert> = shown
@@ -732,7 +748,10 @@ impl Dispatcher {
     async fn maintenance(&mut self) {
         let now = now_ns();
         let mut changes = Changes::default();
-        for id in self.silences.purgeable(now, self.settings.silence_retention) {
+        for id in self
+            .silences
+            .purgeable(now, self.settings.silence_retention)
+        {
             self.silences.remove(&id);
             changes.silence_deletes.push(id);
         }
@@ -742,7 +761,9 @@ impl Dispatcher {
         let stale: Vec<u64> = self
             .alerts
             .values()
-            .filter(|a| a.resolved_at(now) && self.refs.get(&a.fingerprint).copied().unwrap_or(0) == 0)
+            .filter(|a| {
+                a.resolved_at(now) && self.refs.get(&a.fingerprint).copied().unwrap_or(0) == 0
+            })
             .map(|a| a.fingerprint)
             .collect();
         for fp in stale {
@@ -785,9 +806,11 @@ impl Dispatcher {
                             .into_iter()
                             .collect();
                         let receivers = match (&self.cfg.route, a.routed()) {
-                            (Some(r), true) => {
-                                r.matches(&a.labels).iter().map(|n| n.receiver.clone()).collect()
-                            }
+                            (Some(r), true) => r
+                                .matches(&a.labels)
+                                .iter()
+                                .map(|n| n.receiver.clone())
+                                .collect(),
                             _ => Vec::new(),
                         };
                         AlertView {
@@ -815,10 +838,14 @@ impl Dispatcher {
                         spec: s.spec.clone(),
                         state: s.state(now),
                         updated_at: s.updated_at,
-                        next: if s.is_recurring() { s.occurrence(now) } else { None },
+                        next: if s.is_recurring() {
+                            s.occurrence(now)
+                        } else {
+                            None
+                        },
                     })
                     .collect();
-                out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+                out.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
                 let _ = tx.send(out);
             }
             Query::Groups(tx) => {

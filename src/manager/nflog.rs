@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn decisions_follow_the_documented_rules() {
         let r = 100;
-        assert_eq!(needs_update(None, &[1], &[], true, r, 0), Some(Reason::First));
+        assert_eq!(
+            needs_update(None, &[1], &[], true, r, 0),
+            Some(Reason::First)
+        );
         assert_eq!(needs_update(None, &[], &[1], true, r, 0), None);
         let e = entry(&[1, 2], &[], 0);
         assert_eq!(needs_update(Some(&e), &[1, 2], &[], true, r, 50), None);

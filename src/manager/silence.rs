@@ -487,7 +487,11 @@ mod tests {
         for i in 0..10_000 {
             let s = Silence::new(
                 format!("s{i}"),
-                spec(&[&format!("host=\"web{i}\""), "env=~\"prod|stage\""], 0, 100 * S),
+                spec(
+                    &[&format!("host=\"web{i}\""), "env=~\"prod|stage\""],
+                    0,
+                    100 * S,
+                ),
                 0,
             )
             .unwrap();

@@ -129,7 +129,10 @@ pub struct Receivers {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |n| before.len() - n - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |n| before.len() - n - 1)
+        + 1;
     (line, col)
 }
 
@@ -212,7 +215,10 @@ pub fn build(files: &[(PathBuf, ReceiversFile)]) -> Result<Receivers, ReceiversE
                 alerta,
             };
             if out.receivers.insert(rc.name.clone(), r).is_some() {
-                return Err(fail(path, format!("receiver \"{}\" is defined more than once", rc.name)));
+                return Err(fail(
+                    path,
+                    format!("receiver \"{}\" is defined more than once", rc.name),
+                ));
             }
         }
         for (i, ir) in f.inhibit_rules.iter().enumerate() {
@@ -238,7 +244,10 @@ pub fn build(files: &[(PathBuf, ReceiversFile)]) -> Result<Receivers, ReceiversE
             if !out.receivers.contains_key(&node.receiver) {
                 return Err(fail(
                     path,
-                    format!("{}: receiver: no receiver named \"{}\"", node.path, node.receiver),
+                    format!(
+                        "{}: receiver: no receiver named \"{}\"",
+                        node.path, node.receiver
+                    ),
                 ));
             }
         }
@@ -297,7 +306,10 @@ times = [{start_time = "22:00", end_time = "24:00"}]
         assert_eq!(r.inhibit_rules.len(), 1);
         assert!(r.route.is_some());
         let e = build(&[("a.toml".into(), a)]).unwrap_err();
-        assert!(e.to_string().contains("no time interval") || e.to_string().contains("nights"), "{e}");
+        assert!(
+            e.to_string().contains("no time interval") || e.to_string().contains("nights"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -307,9 +319,16 @@ times = [{start_time = "22:00", end_time = "24:00"}]
             "[[receivers]]\nname = \"x\"\n[receivers.webhook]\nurl = \"http://a\"\nretries = 3\n",
         )
         .unwrap_err();
-        assert!(e.to_string().starts_with("r.toml:5:1: unknown field `retries`"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("r.toml:5:1: unknown field `retries`"),
+            "{e}"
+        );
         let f = parse_file(Path::new("r.toml"), "[route]\nreceiver = \"nobody\"\n").unwrap();
         let e = build(&[("r.toml".into(), f)]).unwrap_err();
-        assert_eq!(e.to_string(), "r.toml: route: receiver: no receiver named \"nobody\"");
+        assert_eq!(
+            e.to_string(),
+            "r.toml: route: receiver: no receiver named \"nobody\""
+        );
     }
 }

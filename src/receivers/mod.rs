@@ -130,7 +130,9 @@ fn event_notification(ev: &RuleEvent, receiver: &str, external_url: &str) -> Not
 }
 
 /// `.alerta()` properties as overrides of the Alerta receiver.
-fn alerta_overrides(props: &std::collections::BTreeMap<String, Vec<String>>) -> alerta::AlertaOverrides {
+fn alerta_overrides(
+    props: &std::collections::BTreeMap<String, Vec<String>>,
+) -> alerta::AlertaOverrides {
     let one = |k: &str| props.get(k).and_then(|v| v.first()).cloned();
     alerta::AlertaOverrides {
         resource: one("resource"),
@@ -224,7 +226,11 @@ pub enum Outcome {
 async fn attempt(client: &reqwest::Client, receivers: &Receivers, row: &OutboxRow) -> Outcome {
     match row.kind.as_str() {
         "alerta" => {
-            let Some(a) = receivers.receivers.get(&row.target).and_then(|r| r.alerta.as_ref()) else {
+            let Some(a) = receivers
+                .receivers
+                .get(&row.target)
+                .and_then(|r| r.alerta.as_ref())
+            else {
                 return Outcome::Failed(format!(
                     "receiver \"{}\" has no Alerta integration any more",
                     row.target
@@ -413,12 +419,17 @@ async fn record(ctx: &DeliveryContext, row: OutboxRow, outcome: Outcome, took: D
             ctx.storage.outbox_sent(row.id).await
         }
         Outcome::Retry(reason) => {
-            ctx.metrics.notifications_retried.get_or_create(&label).inc();
+            ctx.metrics
+                .notifications_retried
+                .get_or_create(&label)
+                .inc();
             let attempts = row.attempts + 1;
             let next =
                 now_ns().saturating_add(backoff(attempts as u32, row.id as u64).as_nanos() as i64);
             tracing::warn!(receiver = %row.receiver, attempts, reason = %reason, "Notification not delivered; will retry.");
-            ctx.storage.outbox_retry(row.id, attempts, next, reason).await
+            ctx.storage
+                .outbox_retry(row.id, attempts, next, reason)
+                .await
         }
         Outcome::Failed(reason) => {
             ctx.metrics.notifications_failed.get_or_create(&label).inc();

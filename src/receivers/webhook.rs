@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
-use super::notification::{AlertStatus, NotifiedAlert, Notification, rfc3339};
+use super::notification::{AlertStatus, Notification, NotifiedAlert, rfc3339};
 use crate::manager::route::parse_duration;
 
 /// The body format.

@@ -27,7 +27,11 @@ use crate::manager::silence::{SilenceError, SilenceSpec};
 const MANAGER_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn bad(msg: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({ "error": msg.into() }))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": msg.into() })),
+    )
+        .into_response()
 }
 
 fn unavailable() -> Response {
@@ -316,9 +320,12 @@ pub async fn post_silence(State(s): State<Arc<Shared>>, body: Bytes) -> Response
     };
     let (tx, rx) = oneshot::channel();
     let id = p.id.filter(|i| !i.is_empty());
-    if tokio::time::timeout(MANAGER_TIMEOUT, s.manager.send(Msg::SetSilence(id, spec, tx)))
-        .await
-        .map_or(true, |r| r.is_err())
+    if tokio::time::timeout(
+        MANAGER_TIMEOUT,
+        s.manager.send(Msg::SetSilence(id, spec, tx)),
+    )
+    .await
+    .map_or(true, |r| r.is_err())
     {
         return unavailable();
     }

@@ -25,8 +25,8 @@ use crate::engine::task::Restored;
 use crate::engine::{Engine, Task, TaskConfig, TaskStats};
 use crate::ingest::line_protocol::parse_line;
 use crate::ingest::write::WriteBatch;
-use crate::rules::plan::TaskPlan;
 use crate::manager::dispatch::{Msg, RuleEvent};
+use crate::rules::plan::TaskPlan;
 use crate::storage::{EventRecord, StoredAlert};
 
 /// Alert states to resume, by rule: (alert node, group id, state).

@@ -252,7 +252,6 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-
 /// The sum of every series of `name` whose labels contain `contains`.
 pub fn metric_sum(text: &str, name: &str, contains: &str) -> f64 {
     text.lines()
@@ -261,4 +260,3 @@ pub fn metric_sum(text: &str, name: &str, contains: &str) -> f64 {
         .filter_map(|v| v.parse::<f64>().ok())
         .sum()
 }
-
