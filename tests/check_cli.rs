@@ -231,3 +231,57 @@ fn config_files_are_checked_too() {
         "{err}"
     );
 }
+
+#[test]
+fn receivers_files_are_checked_with_their_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let route = dir.path().join("route.toml");
+    let recv = dir.path().join("receivers.toml");
+    std::fs::write(
+        &route,
+        "[route]\nreceiver = \"ops\"\ngroup_wait = \"10s\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &recv,
+        "[[receivers]]\nname = \"ops\"\n[receivers.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n",
+    )
+    .unwrap();
+    let run = |p: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_alertd"))
+            .arg("check")
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&route);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // A typo in a field is reported with file, line and column.
+    std::fs::write(
+        &recv,
+        "[[receivers]]\nname = \"ops\"\n[receivers.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nmax_alert = 5\n",
+    )
+    .unwrap();
+    let out = run(&route);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "{}:5:1: unknown field `max_alert`",
+            recv.display()
+        )),
+        "{err}"
+    );
+    // A route naming a receiver nobody defines.
+    std::fs::write(&recv, "").unwrap();
+    let out = run(&route);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("route: receiver: no receiver named \"ops\""),
+        "{err}"
+    );
+}

@@ -1,4 +1,5 @@
-//! `alertd check [PATH...]`: validates rule files and configuration files (`*.toml`), printing
+//! `alertd check [PATH...]`: validates rule files, service configuration files and receivers
+//! files (`*.toml` with `route`, `receivers`, ... at the top), printing
 //! each problem as `file:line:col: message` with the line and a caret.
 
 use std::path::{Path, PathBuf};
@@ -62,7 +63,18 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
     let files = rule_files(&rule_paths)?;
     let mut errors = 0;
     for f in &configs {
-        if let Err(e) = crate::config::Config::load(f) {
+        let result = if is_receivers_file(f) {
+            // Checked with the rest of its directory: a route may name receivers of another file.
+            let dir = f.parent().unwrap_or(Path::new("."));
+            crate::receivers::config::load_dir(dir)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        } else {
+            crate::config::Config::load(f)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = result {
             errors += 1;
             eprintln!("{e}");
         }
@@ -89,6 +101,20 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode, CliError> {
         eprintln!("checked {what}: {errors} with errors");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// A receivers-directory file has `route`, `receivers`, `inhibit_rules` or `time_intervals`
+/// at its top level; any other `.toml` is a service configuration.
+fn is_receivers_file(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return false;
+    };
+    ["route", "receivers", "inhibit_rules", "time_intervals"]
+        .iter()
+        .any(|k| table.contains_key(*k))
 }
 
 fn plural(n: usize) -> &'static str {
