@@ -5,6 +5,8 @@
 //! Needs `initdb`, `pg_ctl`, `createdb` and `alertad`; `scripts/deps/alerta.sh` installs them.
 //! A missing dependency fails the test, it never skips it.
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -478,4 +480,73 @@ async fn unreachable_or_silent_alerta_is_retried() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(silent);
+}
+
+/// Seed 003's `disk_alerta.tick`, unchanged, run by `alertd run` with an Alerta receiver: the
+/// alert opens in Alerta with the rule's resource, environment, group and value, and the
+/// recovery closes it.
+#[test]
+fn seed003_alerta_rule_delivers_through_the_service() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let alerta = rt.block_on(Alerta::start());
+    let rule = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/seed003/disk_alerta.tick"),
+    )
+    .unwrap();
+    let (_tmp, dir) = support::workdir(&[("disk_alerta.tick", &rule)]);
+    std::fs::create_dir_all(dir.join("receivers")).unwrap();
+    std::fs::write(
+        dir.join("receivers/alerta.toml"),
+        format!(
+            "[[receivers]]\nname = \"alerta\"\n[receivers.alerta]\nurl = \"{}\"\napi_key = {KEY:?}\n",
+            alerta.url
+        ),
+    )
+    .unwrap();
+    let s = support::Server::start(&dir, "");
+    // 10 s windows of disk usage: two windows at 95% (critical), then two at 40% (OK).
+    let t0 = (Utc::now().timestamp() / 10) * 10 - 100;
+    let mut lines = String::new();
+    for (i, used) in [95, 95, 95, 95, 40, 40, 40, 40, 40].iter().enumerate() {
+        let t = t0 + 5 * i as i64;
+        lines.push_str(&format!(
+            "disk,host=node0007,cluster=Production,datacenter=dc1 used_percent={used} {t}\n"
+        ));
+    }
+    let half = lines.lines().take(5).collect::<Vec<_>>().join("\n") + "\n";
+    let (code, body) = s.write("/write?db=telegraf&rp=autogen&precision=s", half);
+    assert_eq!(code, 204, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let opened = loop {
+        let a = rt.block_on(alerta.alerts("node0007"));
+        if let Some(a) = a.first() {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "the alert never reached Alerta");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(opened["environment"], "Production");
+    assert_eq!(opened["group"], "dc1");
+    assert_eq!(opened["severity"], "critical");
+    assert_eq!(opened["status"], "open");
+    assert_eq!(opened["value"], "95");
+    assert_eq!(opened["text"], "Disk usage is CRITICAL");
+    assert_eq!(opened["event"], "node0007/disk_used");
+    let rest = lines.lines().skip(5).collect::<Vec<_>>().join("\n") + "\n";
+    let (code, body) = s.write("/write?db=telegraf&rp=autogen&precision=s", rest);
+    assert_eq!(code, 204, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = rt.block_on(alerta.alerts("node0007"));
+        if a.first().is_some_and(|a| a["status"] == "closed") {
+            assert_eq!(a.len(), 1, "the recovery closes the same alert: {a:#?}");
+            assert_eq!(a[0]["severity"], "normal");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the recovery never closed the alert: {a:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

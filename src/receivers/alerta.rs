@@ -497,7 +497,11 @@ fn validate_url(raw: &str) -> Result<String, String> {
     let parsed = reqwest::Url::parse(trimmed).map_err(|e| format!("{trimmed:?}: {e}"))?;
     match parsed.scheme() {
         "http" | "https" => {}
-        other => return Err(format!("{trimmed:?}: scheme {other:?} is not http or https")),
+        other => {
+            return Err(format!(
+                "{trimmed:?}: scheme {other:?} is not http or https"
+            ));
+        }
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(format!("{trimmed:?}: no host"));
@@ -900,12 +904,7 @@ fp = "{{ .Fingerprint }}"
             "api_key_file"
         );
 
-        for url in [
-            "",
-            "alerta:8080",
-            "ftp://alerta",
-            "http://a/?x=1",
-        ] {
+        for url in ["", "alerta:8080", "ftp://alerta", "http://a/?x=1"] {
             let c = AlertaConfig {
                 url: url.into(),
                 ..cfg("")

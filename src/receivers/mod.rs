@@ -129,14 +129,16 @@ fn event_notification(ev: &RuleEvent, receiver: &str, external_url: &str) -> Not
     }
 }
 
-/// `.alerta()` properties as overrides of the Alerta receiver.
+/// `.alerta()` properties as overrides of the Alerta receiver. As in Kapacitor, the event
+/// defaults to the alert's id.
 fn alerta_overrides(
     props: &std::collections::BTreeMap<String, Vec<String>>,
+    alert_id: Option<&String>,
 ) -> alerta::AlertaOverrides {
     let one = |k: &str| props.get(k).and_then(|v| v.first()).cloned();
     alerta::AlertaOverrides {
         resource: one("resource"),
-        event: one("event"),
+        event: one("event").or_else(|| alert_id.cloned()),
         environment: one("environment"),
         group: one("group"),
         value: one("value"),
@@ -185,7 +187,9 @@ pub fn handler_outbox(cfg: &Receivers, ev: &RuleEvent, external_url: &str) -> Ve
                 Some(r) => {
                     let Some(a) = &r.alerta else { continue };
                     let n = event_notification(ev, &r.name, external_url);
-                    for body in a.render(&n, &alerta_overrides(props)) {
+                    for body in
+                        a.render(&n, &alerta_overrides(props, ev.alert.annotations.get("id")))
+                    {
                         out.push(OutboxInsert {
                             receiver: r.name.clone(),
                             kind: "alerta".into(),
