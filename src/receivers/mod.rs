@@ -7,6 +7,7 @@
 //! and gives up on other 4xx with the reason stored. After a crash everything pending is sent
 //! again (at least once).
 
+pub mod email;
 pub mod notification;
 
 use std::io::Write;
