@@ -332,6 +332,13 @@ async fn untrusted_certificate_is_retried_not_sent() {
     let r = EmailReceiver::new("ops", &cfg).unwrap();
     assert!(matches!(r.send(&msg).await, Outcome::Retry(_)));
     assert!(sink.messages().is_empty());
+
+    // insecure_skip_verify accepts the certificate all the same.
+    cfg.insecure_skip_verify = true;
+    let r = EmailReceiver::new("ops", &cfg).unwrap();
+    assert_eq!(r.send(&msg).await, Outcome::Sent);
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(sink.messages()[0]["tls"], true);
 }
 
 #[tokio::test]

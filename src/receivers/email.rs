@@ -565,7 +565,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cur = c.source();
     }
-    s
+    // lettre nests its own errors (`Connection error: Connection error: ...`); say it once.
+    let mut parts: Vec<&str> = s.split(": ").collect();
+    parts.dedup();
+    parts.join(": ")
 }
 
 fn split_host_port(s: &str) -> Option<(&str, u16)> {
