@@ -14,6 +14,7 @@
 
 pub mod alerta;
 pub mod config;
+pub mod email;
 pub mod notification;
 pub mod tick;
 pub mod webhook;
