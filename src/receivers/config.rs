@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::alerta::{AlertaConfig, AlertaReceiver};
+use super::email::{EmailConfig, EmailReceiver};
 use super::webhook::{Webhook, WebhookConfig};
 use crate::manager::inhibit::{InhibitRule, InhibitRuleConfig};
 use crate::manager::route::{Route, RouteConfig};
@@ -48,6 +49,9 @@ pub struct ReceiverConfig {
     /// An Alerta server.
     #[serde(default)]
     pub alerta: Option<AlertaConfig>,
+    /// E-mail through an SMTP server.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
 }
 
 /// A log-file integration.
@@ -76,6 +80,8 @@ pub struct Receiver {
     pub log: Option<LogConfig>,
     /// Alerta integration.
     pub alerta: Option<AlertaReceiver>,
+    /// E-mail integration.
+    pub email: Option<std::sync::Arc<EmailReceiver>>,
 }
 
 impl Receivers {
@@ -89,12 +95,24 @@ impl Receivers {
     }
 }
 
+impl Receivers {
+    /// The receiver TICK `.email()` handlers use: the one named `email` if it has an e-mail
+    /// integration, else the first (by name) that has one.
+    pub fn email_receiver(&self) -> Option<&Receiver> {
+        self.receivers
+            .get("email")
+            .filter(|r| r.email.is_some())
+            .or_else(|| self.receivers.values().find(|r| r.email.is_some()))
+    }
+}
+
 impl Receiver {
     /// True when some integration wants resolved alerts.
     pub fn send_resolved(&self) -> bool {
         self.webhook.as_ref().is_some_and(|w| w.send_resolved)
             || self.log.as_ref().is_some_and(|l| l.send_resolved)
             || self.alerta.as_ref().is_some_and(|a| a.send_resolved())
+            || self.email.as_ref().is_some_and(|e| e.send_resolved())
     }
 }
 
@@ -208,11 +226,18 @@ pub fn build(files: &[(PathBuf, ReceiversFile)]) -> Result<Receivers, ReceiversE
                 }
                 None => None,
             };
+            let email = match &rc.email {
+                Some(e) => Some(std::sync::Arc::new(
+                    EmailReceiver::new(&rc.name, e).map_err(|e| fail(path, e.to_string()))?,
+                )),
+                None => None,
+            };
             let r = Receiver {
                 name: rc.name.clone(),
                 webhook,
                 log: rc.log.clone(),
                 alerta,
+                email,
             };
             if out.receivers.insert(rc.name.clone(), r).is_some() {
                 return Err(fail(

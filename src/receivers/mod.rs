@@ -91,6 +91,24 @@ pub fn group_outbox(r: &Receiver, n: &Notification) -> Vec<OutboxInsert> {
             });
         }
     }
+    if let Some(e) = &r.email
+        && let Some(n) = keep_resolved(n, e.send_resolved())
+    {
+        match e.render(&n) {
+            Ok(m) => out.push(OutboxInsert {
+                receiver: r.name.clone(),
+                kind: "email".into(),
+                target: r.name.clone(),
+                headers: Vec::new(),
+                timeout_ms: 0,
+                body: serde_json::to_string(&m).unwrap_or_default(),
+                group_key: n.group_key.clone(),
+            }),
+            Err(error) => {
+                tracing::error!(receiver = %r.name, %error, "E-mail not rendered; notification dropped.");
+            }
+        }
+    }
     out
 }
 
@@ -206,9 +224,31 @@ pub fn handler_outbox(cfg: &Receivers, ev: &RuleEvent, external_url: &str) -> Ve
                     tracing::warn!(rule = %ev.record.state.task, "The rule has an .alerta() handler but no receiver has an Alerta integration; event not delivered.");
                 }
             },
-            HandlerTarget::Email { .. } => {
-                tracing::warn!(rule = %ev.record.state.task, "No receiver configured for this handler; event not delivered.");
-            }
+            HandlerTarget::Email { to } => match cfg.email_receiver() {
+                Some(r) => {
+                    let Some(e) = &r.email else { continue };
+                    // As Kapacitor: the message is the subject, the details the (HTML) body.
+                    let message = &ev.record.state.message;
+                    let details = ev.alert.annotations.get("details").map(String::as_str);
+                    match e.render_event(to, message, details.unwrap_or(message), details) {
+                        Ok(m) => out.push(OutboxInsert {
+                            receiver: r.name.clone(),
+                            kind: "email".into(),
+                            target: r.name.clone(),
+                            headers: Vec::new(),
+                            timeout_ms: 0,
+                            body: serde_json::to_string(&m).unwrap_or_default(),
+                            group_key: group_key.clone(),
+                        }),
+                        Err(error) => {
+                            tracing::error!(rule = %ev.record.state.task, %error, "E-mail not rendered; event not delivered.");
+                        }
+                    }
+                }
+                None => {
+                    tracing::warn!(rule = %ev.record.state.task, "The rule has an .email() handler but no receiver has an e-mail integration; event not delivered.");
+                }
+            },
             HandlerTarget::Unsupported(name) => {
                 tracing::debug!(rule = %ev.record.state.task, handler = %name, "Handler not delivered by alertd.");
             }
@@ -230,6 +270,22 @@ pub enum Outcome {
 
 async fn attempt(client: &reqwest::Client, receivers: &Receivers, row: &OutboxRow) -> Outcome {
     match row.kind.as_str() {
+        "email" => {
+            let Some(e) = receivers
+                .receivers
+                .get(&row.target)
+                .and_then(|r| r.email.as_ref())
+            else {
+                return Outcome::Failed(format!(
+                    "receiver \"{}\" has no e-mail integration any more",
+                    row.target
+                ));
+            };
+            match serde_json::from_str::<email::RenderedEmail>(&row.body) {
+                Ok(m) => e.send(&m).await,
+                Err(err) => Outcome::Failed(format!("stored e-mail is not readable: {err}")),
+            }
+        }
         "alerta" => {
             let Some(a) = receivers
                 .receivers
