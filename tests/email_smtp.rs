@@ -2,6 +2,8 @@
 //! plain, with STARTTLS, with implicit TLS, with AUTH, and answering with error codes. Needs
 //! python3 with aiosmtpd (`scripts/deps/smtp.sh` installs it); without them these tests fail.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -539,4 +541,80 @@ async fn a_stored_message_is_sent_byte_for_byte() {
     assert_eq!(header(&got[2], "Subject"), "CPU high on web01");
     assert_eq!(s(&got[2], "text").trim_end(), "cpu usage_idle=3");
     assert!(got[2]["html"].is_null());
+}
+
+/// Through `alertd run`: a routed rule alert is e-mailed as a grouped notification, and a rule
+/// with a TICK `.email()` handler sends its event (subject = message) to the handler's address.
+#[test]
+fn alertd_run_emails_grouped_notifications_and_tick_handler_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = Sink::start(tmp.path(), &[]);
+    let routed = r#"
+stream
+    |from().measurement('disk').groupBy('host')
+    |alert()
+        .id('disk/{{ index .Tags "host" }}')
+        .message('{{ index .Tags "host" }} disk is full')
+        .crit(lambda: "used_percent" > 90)
+"#;
+    let handled = r#"
+stream
+    |from().measurement('cpu').groupBy('host')
+    |alert()
+        .id('cpu/{{ index .Tags "host" }}')
+        .message('cpu on {{ index .Tags "host" }} is {{ .Level }}')
+        .details('<b>busy</b>')
+        .crit(lambda: "usage" > 90)
+        .email('oncall@example.com')
+"#;
+    let (_w, dir) = support::workdir(&[("disk.tick", routed), ("cpu.tick", handled)]);
+    std::fs::create_dir_all(dir.join("receivers")).unwrap();
+    std::fs::write(
+        dir.join("receivers/mail.toml"),
+        format!(
+            "[route]\nreceiver = \"email\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"100ms\"\n\n[[receivers]]\nname = \"email\"\n[receivers.email]\nto = [\"ops@example.com\"]\nfrom = \"alertd@example.com\"\nsmarthost = \"{}\"\ntls = \"none\"\n",
+            sink.smarthost()
+        ),
+    )
+    .unwrap();
+    let s = support::Server::start(&dir, "");
+    let t = chrono::Utc::now().timestamp();
+    let (code, body) = s.write(
+        "/write?db=telegraf&precision=s",
+        format!("disk,host=n3 used_percent=97 {t}\ncpu,host=n4 usage=99 {t}\n"),
+    );
+    assert_eq!(code, 204, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let msgs = loop {
+        let m = sink.messages();
+        if m.len() >= 2 {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 2 e-mails arrived",
+            m.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let grouped = msgs
+        .iter()
+        .find(|m| header(m, "Subject").starts_with("[FIRING:1]"))
+        .unwrap_or_else(|| panic!("no grouped e-mail: {msgs:#?}"));
+    assert_eq!(header(grouped, "Subject"), "[FIRING:1] disk (n3 critical)");
+    assert_eq!(grouped["rcpt_tos"], serde_json::json!(["ops@example.com"]));
+    assert!(
+        s_(grouped, "text").contains("n3 disk is full"),
+        "{grouped:#?}"
+    );
+    let event = msgs
+        .iter()
+        .find(|m| header(m, "Subject") == "cpu on n4 is CRITICAL")
+        .unwrap_or_else(|| panic!("no handler e-mail: {msgs:#?}"));
+    assert_eq!(event["rcpt_tos"], serde_json::json!(["oncall@example.com"]));
+    assert!(s_(event, "html").contains("<b>busy</b>"), "{event:#?}");
+}
+
+fn s_<'a>(j: &'a Json, key: &str) -> &'a str {
+    j[key].as_str().unwrap_or("")
 }
