@@ -37,6 +37,9 @@ enum Command {
     Record(cli::record::RecordArgs),
     /// Load generator: replay line protocol over HTTP like a fleet of agents.
     Bench(cli::bench::BenchArgs),
+    /// Load generator for the alert manager: silences and alerts over the Alertmanager v2 API,
+    /// webhooks received by the bench itself.
+    BenchAlerts(cli::bench_alerts::BenchAlertsArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Test(args) => cli::test::run(&args)?,
         Command::Record(args) => cli::record::run(&args)?,
         Command::Bench(args) => cli::bench::run(&args)?,
+        Command::BenchAlerts(args) => cli::bench_alerts::run(&args)?,
     };
     Ok(code)
 }

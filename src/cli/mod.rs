@@ -1,6 +1,8 @@
-//! The command line tools: `alertd check`, `alertd test`, `alertd record`, and their errors.
+//! The command line tools: `alertd check`, `alertd test`, `alertd record`, `alertd bench`,
+//! `alertd bench-alerts`, and their errors.
 
 pub mod bench;
+pub mod bench_alerts;
 pub mod check;
 pub mod record;
 pub mod test;
