@@ -7,6 +7,7 @@
 //! engine thread, metrics); [`cli`] holds the offline tools (`alertd check`, `alertd test`).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod ingest;

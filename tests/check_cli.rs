@@ -198,6 +198,15 @@ fn every_file_is_checked_and_errors_counted() {
     );
 }
 
+/// `alertd check PATH`.
+fn check_one(p: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_alertd"))
+        .arg("check")
+        .arg(p)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn config_files_are_checked_too() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,21 +218,14 @@ fn config_files_are_checked_too() {
         "listen = \"0.0.0.0:9092\"\n\n[rules]\ngroup_expiry = \"soon\"\n",
     )
     .unwrap();
-    let run = |p: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_alertd"))
-            .arg("check")
-            .arg(p)
-            .output()
-            .unwrap()
-    };
-    let ok = run(&good);
+    let ok = check_one(&good);
     assert!(
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
     assert!(String::from_utf8_lossy(&ok.stderr).contains("checked 1 config file: all valid"));
-    let out = run(&bad);
+    let out = check_one(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -247,14 +249,7 @@ fn receivers_files_are_checked_with_their_directory() {
         "[[receivers]]\nname = \"ops\"\n[receivers.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n",
     )
     .unwrap();
-    let run = |p: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_alertd"))
-            .arg("check")
-            .arg(p)
-            .output()
-            .unwrap()
-    };
-    let ok = run(&route);
+    let ok = check_one(&route);
     assert!(
         ok.status.success(),
         "{}",
@@ -266,7 +261,7 @@ fn receivers_files_are_checked_with_their_directory() {
         "[[receivers]]\nname = \"ops\"\n[receivers.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nmax_alert = 5\n",
     )
     .unwrap();
-    let out = run(&route);
+    let out = check_one(&route);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -278,7 +273,7 @@ fn receivers_files_are_checked_with_their_directory() {
     );
     // A route naming a receiver nobody defines.
     std::fs::write(&recv, "").unwrap();
-    let out = run(&route);
+    let out = check_one(&route);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("route: receiver: no receiver named \"ops\""),

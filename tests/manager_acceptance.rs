@@ -477,3 +477,75 @@ fn notifications_pending_at_a_crash_are_sent_exactly_once_after_restart() {
     // The alerts are restored too.
     assert_eq!(s.json("/api/v2/alerts").as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn a_dead_receiver_does_not_delay_another() {
+    // "slow" accepts connections and never answers: every attempt waits for its 5 s timeout.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    let fast = Receiver::start(vec![200]);
+    let (_tmp, dir) = workdir(&[]);
+    std::fs::create_dir_all(dir.join("receivers")).unwrap();
+    std::fs::write(
+        dir.join("receivers/alertd.toml"),
+        format!(
+            r#"
+[route]
+receiver = "fast"
+group_by = ["alertname"]
+group_wait = "100ms"
+group_interval = "1s"
+
+[[route.routes]]
+matchers = ['alertname=~".+"']
+receiver = "slow"
+continue = true
+
+[[route.routes]]
+matchers = ['alertname=~".+"']
+receiver = "fast"
+
+[[receivers]]
+name = "slow"
+[receivers.webhook]
+url = "http://{dead_addr}/hook"
+timeout = "5s"
+
+[[receivers]]
+name = "fast"
+[receivers.webhook]
+url = "http://{}/hook"
+"#,
+            fast.addr
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&dir, "");
+    let alerts: Vec<Value> = (0..20)
+        .map(|i| json!({"labels": {"alertname": format!("a{i}")}}))
+        .collect();
+    let posted = Instant::now();
+    post_alerts(&s, Value::Array(alerts));
+    fast.wait_for(20);
+    let took = posted.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the fast receiver got its 20 notifications only after {took:?}"
+    );
+    // Meanwhile the dead receiver's notifications are still waiting in its own queue.
+    std::thread::sleep(Duration::from_millis(1500));
+    let m = s.metrics();
+    assert!(
+        metric_sum(&m, "alertd_receiver_queue_depth", "receiver=\"slow\"") >= 10.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric_sum(&m, "alertd_notifications_sent_total", "receiver=\"slow\""),
+        0.0
+    );
+    assert_eq!(
+        metric_sum(&m, "alertd_notifications_sent_total", "receiver=\"fast\""),
+        20.0
+    );
+    drop(dead);
+}

@@ -14,6 +14,7 @@
 //! Nothing here waits on a receiver. The task's inbox is bounded: the engine threads block on
 //! it (so ingest answers 429 when the manager falls behind), the HTTP API answers 503.
 
+use crate::clock::now_ns;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,8 +78,6 @@ pub enum Query {
     Alerts(oneshot::Sender<Vec<AlertView>>),
     /// Every silence.
     Silences(oneshot::Sender<Vec<SilenceView>>),
-    /// Aggregation groups.
-    Groups(oneshot::Sender<Vec<GroupView>>),
 }
 
 /// An alert as the APIs show it.
@@ -86,7 +85,7 @@ pub enum Query {
 pub struct AlertView {
     /// The alert.
     pub alert: Alert,
-    /// `active`, `suppressed` or `unprocessed`... here `active` or `suppressed`.
+    /// `active`, or `suppressed` when silenced or inhibited.
     pub state: &'static str,
     /// Silences muting it.
     pub silenced_by: Vec<String>,
@@ -111,17 +110,6 @@ pub struct SilenceView {
     pub next: Option<(i64, i64)>,
 }
 
-/// An aggregation group as the APIs show it.
-#[derive(Debug, Clone)]
-pub struct GroupView {
-    /// Group labels.
-    pub labels: LabelSet,
-    /// Receiver.
-    pub receiver: String,
-    /// Fingerprints of its alerts.
-    pub alerts: Vec<u64>,
-}
-
 struct Group {
     node: usize,
     key: String,
@@ -143,6 +131,8 @@ pub struct Settings {
 pub struct Dispatcher {
     cfg: Arc<Receivers>,
     nodes: Vec<RouteNode>,
+    /// Route node id → position in `nodes`.
+    node_index: FxHashMap<String, usize>,
     settings: Settings,
     alerts: FxHashMap<u64, Alert>,
     /// Groups an alert is in.
@@ -159,12 +149,6 @@ pub struct Dispatcher {
     nflog: Log,
     writer: mpsc::Sender<Changes>,
     metrics: Arc<Metrics>,
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 fn fps_text(fps: &[u64]) -> String {
@@ -239,6 +223,7 @@ impl Dispatcher {
     ) -> Result<Dispatcher, crate::storage::StorageError> {
         let mut d = Dispatcher {
             nodes: Vec::new(),
+            node_index: FxHashMap::default(),
             inhibitor: Inhibitor::default(),
             cfg: Arc::new(Receivers::default()),
             settings,
@@ -302,6 +287,12 @@ impl Dispatcher {
             .as_ref()
             .map(|r| r.nodes().into_iter().cloned().collect())
             .unwrap_or_default();
+        self.node_index = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
         self.inhibitor = Inhibitor::from_rules(cfg.inhibit_rules.clone());
         self.inhibitor_dirty = true;
         self.cfg = cfg;
@@ -331,7 +322,7 @@ impl Dispatcher {
         };
         let mut joined = 0;
         for node in route.matches(&a.labels) {
-            let Some(idx) = self.nodes.iter().position(|n| n.id == node.id) else {
+            let Some(&idx) = self.node_index.get(&node.id) else {
                 continue;
             };
             let labels = group_labels(node, &a.labels);
@@ -371,18 +362,22 @@ impl Dispatcher {
         if !self.inhibitor_dirty || self.inhibitor.rules().is_empty() {
             return;
         }
-        let firing: Vec<(u64, LabelSet)> = self
+        let firing = self
             .alerts
             .values()
             .filter(|a| !a.resolved_at(now))
-            .map(|a| (a.fingerprint, a.labels.clone()))
-            .collect();
-        self.inhibitor.update(&firing);
+            .map(|a| (a.fingerprint, &a.labels));
+        self.inhibitor.update(firing);
         self.inhibitor_dirty = false;
     }
 
     fn muted(&mut self, labels: &LabelSet, now: i64) -> bool {
         self.refresh_inhibitor(now);
+        self.is_muted(labels, now)
+    }
+
+    /// Silenced or inhibited, with the inhibition index already refreshed.
+    fn is_muted(&self, labels: &LabelSet, now: i64) -> bool {
         self.silences.muted_by(labels, now).is_some() || self.inhibitor.check(labels).is_some()
     }
 
@@ -432,7 +427,7 @@ impl Dispatcher {
                 old.ends_at = Some(t);
                 old.updated_at = t;
                 was_notified = self.handler_notified.remove(&old_fp);
-                self.finish_unrouted(old, &mut changes, now, now_ns);
+                self.store_resolved(old, &mut changes, now, now_ns);
             }
             self.rule_alerts.remove(&(rule.clone(), key.clone()));
         }
@@ -469,9 +464,9 @@ impl Dispatcher {
         self.update_gauges();
     }
 
-    /// Stores a resolved alert; an unrouted (handler) alert is forgotten at once, a routed one
-    /// stays until its groups have flushed it.
-    fn finish_unrouted(&mut self, a: Alert, changes: &mut Changes, now: Instant, now_ns: i64) {
+    /// Keeps a resolved alert: a routed one stays until its groups have flushed it, an
+    /// unrouted (handler) one is forgotten at once.
+    fn store_resolved(&mut self, a: Alert, changes: &mut Changes, now: Instant, now_ns: i64) {
         let fp = a.fingerprint;
         if a.routed() {
             self.upsert(a, changes, now, now_ns);
@@ -490,14 +485,11 @@ impl Dispatcher {
         let now_ns = now_ns();
         let mut changes = Changes::default();
         for mut a in posted {
-            if let Some(old) = self.alerts.get(&a.fingerprint) {
-                let overlaps =
-                    !old.resolved_at(a.starts_at) || a.starts_at <= old.ends_at.unwrap_or(i64::MAX);
-                if overlaps && !old.resolved_at(now_ns) {
-                    a.starts_at = a.starts_at.min(old.starts_at);
-                } else if overlaps && old.starts_at <= a.starts_at {
-                    a.starts_at = old.starts_at;
-                }
+            // A post that starts before the stored alert ended is the same alert, extended.
+            if let Some(old) = self.alerts.get(&a.fingerprint)
+                && a.starts_at <= old.ends_at.unwrap_or(i64::MAX)
+            {
+                a.starts_at = a.starts_at.min(old.starts_at);
             }
             a.updated_at = now_ns;
             self.upsert(a, &mut changes, now, now_ns);
@@ -574,6 +566,7 @@ impl Dispatcher {
     /// the log entry, drops resolved alerts, and schedules the next flush.
     async fn flush(&mut self, id: &str, now: Instant) {
         let now_ns = now_ns();
+        self.refresh_inhibitor(now_ns);
         let Some(g) = self.groups.get(id) else {
             return;
         };
@@ -582,16 +575,13 @@ impl Dispatcher {
         let repeat = node.repeat_interval.as_nanos() as i64;
         let interval = node.group_interval;
         let time_muted = self.time_muted(node, now_ns);
-        let key = g.key.clone();
-        let glabels = g.labels.clone();
-        let members: Vec<u64> = g.alerts.iter().copied().collect();
-        let entry = self.nflog.get(&receiver_name, &key).cloned();
+        let entry = self.nflog.get(&receiver_name, &g.key);
         let mut firing = Vec::new();
         let mut resolved = Vec::new();
-        let mut shown = Vec::new();
+        let mut shown: Vec<&Alert> = Vec::new();
         let mut done = Vec::new();
-        for fp in members {
-            let Some(a) = self.alerts.get(&fp).cloned() else {
+        for &fp in &g.alerts {
+            let Some(a) = self.alerts.get(&fp) else {
                 done.push(fp);
                 continue;
             };
@@ -600,15 +590,8 @@ impl Dispatcher {
                 done.push(fp);
             }
             // A resolved alert whose firing was notified is always notified resolved.
-            let notified_firing = entry
-                .as_ref()
-                .is_some_and(|e| e.firing.binary_search(&fp).is_ok());
-            let muted = if is_resolved && notified_firing {
-                false
-            } else {
-                self.muted(&a.labels, now_ns)
-            };
-            if muted {
+            let notified_firing = entry.is_some_and(|e| e.firing.binary_search(&fp).is_ok());
+            if !(is_resolved && notified_firing) && self.is_muted(&a.labels, now_ns) {
                 continue;
             }
             if is_resolved {
@@ -620,19 +603,12 @@ impl Dispatcher {
         }
         firing.sort_unstable();
         resolved.sort_unstable();
-        let receiver = self.cfg.receivers.get(&receiver_name).cloned();
-        let send_resolved = receiver.as_ref().is_some_and(|r| r.send_resolved());
+        let receiver = self.cfg.receivers.get(&receiver_name);
+        let send_resolved = receiver.is_some_and(|r| r.send_resolved());
         let reason = if time_muted {
             None
         } else {
-            nflog::needs_update(
-                entry.as_ref(),
-                &firing,
-                &resolved,
-                send_resolved,
-                repeat,
-                now_ns,
-            )
+            nflog::needs_update(entry, &firing, &resolved, send_resolved, repeat, now_ns)
         };
         if let Some(reason) = reason {
             let mut alerts: Vec<NotifiedAlert> = shown
@@ -652,16 +628,17 @@ impl Dispatcher {
                 })
                 .collect();
             sort_alerts(&mut alerts);
+            let key = g.key.clone();
             let n = Notification {
                 receiver: receiver_name.clone(),
                 group_key: key.clone(),
-                group_labels: glabels,
+                group_labels: g.labels.clone(),
                 alerts,
                 truncated: 0,
                 external_url: self.settings.external_url.clone(),
                 reason: reason.as_str().to_string(),
             };
-            let rows = match &receiver {
+            let rows = match receiver {
                 Some(r) => crate::receivers::group_outbox(r, &n),
                 None => Vec::new(),
             };
@@ -846,18 +823,6 @@ impl Dispatcher {
                     })
                     .collect();
                 out.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
-                let _ = tx.send(out);
-            }
-            Query::Groups(tx) => {
-                let out = self
-                    .groups
-                    .values()
-                    .map(|g| GroupView {
-                        labels: g.labels.clone(),
-                        receiver: self.nodes[g.node].receiver.clone(),
-                        alerts: g.alerts.iter().copied().collect(),
-                    })
-                    .collect();
                 let _ = tx.send(out);
             }
         }

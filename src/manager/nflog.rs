@@ -79,40 +79,43 @@ pub fn needs_update(
 /// The log, keyed by receiver and group key.
 #[derive(Debug, Default)]
 pub struct Log {
-    entries: FxHashMap<(String, String), Entry>,
+    /// Receiver → group key → entry (nested, so lookups borrow their keys).
+    entries: FxHashMap<String, FxHashMap<String, Entry>>,
 }
 
 impl Log {
     /// The entry of a (receiver, group).
     pub fn get(&self, receiver: &str, group_key: &str) -> Option<&Entry> {
-        // Borrowed lookups on a tuple key would need an allocation-free key type; the log is
-        // consulted once per group flush, so the two small allocations are acceptable.
-        self.entries
-            .get(&(receiver.to_string(), group_key.to_string()))
+        self.entries.get(receiver)?.get(group_key)
     }
 
     /// Records a notification.
     pub fn set(&mut self, receiver: String, group_key: String, entry: Entry) {
-        self.entries.insert((receiver, group_key), entry);
+        self.entries
+            .entry(receiver)
+            .or_default()
+            .insert(group_key, entry);
     }
 
     /// Forgets expired entries; returns their keys.
     pub fn gc(&mut self, now: i64) -> Vec<(String, String)> {
-        let gone: Vec<(String, String)> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.expires_at <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &gone {
-            self.entries.remove(k);
-        }
+        let mut gone = Vec::new();
+        self.entries.retain(|receiver, groups| {
+            groups.retain(|key, e| {
+                let keep = e.expires_at > now;
+                if !keep {
+                    gone.push((receiver.clone(), key.clone()));
+                }
+                keep
+            });
+            !groups.is_empty()
+        });
         gone
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.values().map(FxHashMap::len).sum()
     }
 
     /// True when empty.

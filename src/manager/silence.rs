@@ -278,8 +278,9 @@ fn parse_cron(expr: &str) -> Result<cron::Schedule, SilenceError> {
 #[derive(Debug, Default)]
 pub struct Silences {
     by_id: FxHashMap<String, Silence>,
-    /// (label name, value) of one equality matcher → ids.
-    index: FxHashMap<(String, String), Vec<String>>,
+    /// Label name → value of one equality matcher → ids (nested, so a lookup borrows the
+    /// alert's label strings instead of building a key).
+    index: FxHashMap<String, FxHashMap<String, Vec<String>>>,
     /// Silences without an equality matcher.
     unindexed: Vec<String>,
 }
@@ -319,11 +320,16 @@ impl Silences {
 
     fn unindex(&mut self, s: &Silence) {
         match Self::anchor(s) {
-            Some(key) => {
-                if let Some(v) = self.index.get_mut(&key) {
-                    v.retain(|id| id != &s.id);
-                    if v.is_empty() {
-                        self.index.remove(&key);
+            Some((name, value)) => {
+                if let Some(values) = self.index.get_mut(&name) {
+                    if let Some(ids) = values.get_mut(&value) {
+                        ids.retain(|id| id != &s.id);
+                        if ids.is_empty() {
+                            values.remove(&value);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.index.remove(&name);
                     }
                 }
             }
@@ -337,7 +343,13 @@ impl Silences {
             self.unindex(&old);
         }
         match Self::anchor(&s) {
-            Some(key) => self.index.entry(key).or_default().push(s.id.clone()),
+            Some((name, value)) => self
+                .index
+                .entry(name)
+                .or_default()
+                .entry(value)
+                .or_default()
+                .push(s.id.clone()),
             None => self.unindexed.push(s.id.clone()),
         }
         self.by_id.insert(s.id.clone(), s);
@@ -354,7 +366,7 @@ impl Silences {
     pub fn muted_by(&self, labels: &LabelSet, now: i64) -> Option<&str> {
         let candidates = labels
             .iter()
-            .filter_map(|(k, v)| self.index.get(&(k.clone(), v.clone())))
+            .filter_map(|(k, v)| self.index.get(k)?.get(v))
             .flatten()
             .chain(self.unindexed.iter());
         for id in candidates {

@@ -144,21 +144,11 @@ pub struct Receivers {
     pub files: Vec<PathBuf>,
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |n| before.len() - n - 1)
-        + 1;
-    (line, col)
-}
-
 /// Parses one file's text.
 pub fn parse_file(path: &Path, text: &str) -> Result<ReceiversFile, ReceiversError> {
     toml::from_str(text).map_err(|e| ReceiversError {
         path: path.to_path_buf(),
-        pos: e.span().map(|s| line_col(text, s.start)),
+        pos: e.span().map(|s| crate::config::line_col(text, s.start)),
         msg: e.message().to_string(),
     })
 }

@@ -19,6 +19,7 @@ pub mod notification;
 pub mod tick;
 pub mod webhook;
 
+use crate::clock::now_ns;
 use std::io::Write;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -68,52 +69,69 @@ pub fn group_outbox(r: &Receiver, n: &Notification) -> Vec<OutboxInsert> {
     if let Some(l) = &r.log
         && let Some(n) = keep_resolved(n, l.send_resolved)
     {
-        out.push(OutboxInsert {
-            receiver: r.name.clone(),
-            kind: "log".into(),
-            target: l.path.display().to_string(),
-            headers: Vec::new(),
-            timeout_ms: 0,
-            body: webhook::alertmanager_v4(&n).to_string(),
-            group_key: n.group_key.clone(),
-        });
+        let body = webhook::alertmanager_v4(&n).to_string();
+        let path = l.path.display().to_string();
+        out.push(row(r.name.clone(), "log", &path, body, &n.group_key));
     }
     if let Some(a) = &r.alerta {
         for body in a.render(n, &alerta::AlertaOverrides::default()) {
-            out.push(OutboxInsert {
-                receiver: r.name.clone(),
-                kind: "alerta".into(),
-                target: r.name.clone(),
-                headers: Vec::new(),
-                timeout_ms: a.http_timeout().as_millis() as i64,
-                body: body.to_string(),
-                group_key: n.group_key.clone(),
-            });
+            out.push(via_receiver(r, "alerta", body.to_string(), &n.group_key));
         }
     }
     if let Some(e) = &r.email
         && let Some(n) = keep_resolved(n, e.send_resolved())
     {
-        match e.render(&n) {
-            Ok(m) => out.push(OutboxInsert {
-                receiver: r.name.clone(),
-                kind: "email".into(),
-                target: r.name.clone(),
-                headers: Vec::new(),
-                timeout_ms: 0,
-                body: serde_json::to_string(&m).unwrap_or_default(),
-                group_key: n.group_key.clone(),
-            }),
-            Err(error) => {
-                tracing::error!(receiver = %r.name, %error, "E-mail not rendered; notification dropped.");
-            }
-        }
+        out.extend(email_row(r, e.render(&n), &n.group_key));
     }
     out
 }
 
+/// An outbox row for the delivery queue `receiver`, without extra headers or timeout.
+fn row(receiver: String, kind: &str, target: &str, body: String, group_key: &str) -> OutboxInsert {
+    OutboxInsert {
+        receiver,
+        kind: kind.into(),
+        target: target.into(),
+        headers: Vec::new(),
+        timeout_ms: 0,
+        body,
+        group_key: group_key.into(),
+    }
+}
+
+/// A row sent through a configured receiver (`email`, `alerta`): delivery looks the receiver up
+/// by name, so it is sent with the configuration in force then.
+fn via_receiver(r: &Receiver, kind: &str, body: String, group_key: &str) -> OutboxInsert {
+    row(r.name.clone(), kind, &r.name, body, group_key)
+}
+
+/// The row of a rendered e-mail, or none (logged) when rendering failed.
+fn email_row(
+    r: &Receiver,
+    rendered: Result<email::RenderedEmail, email::EmailError>,
+    group_key: &str,
+) -> Option<OutboxInsert> {
+    match rendered {
+        Ok(m) => Some(via_receiver(
+            r,
+            "email",
+            serde_json::to_string(&m).unwrap_or_default(),
+            group_key,
+        )),
+        Err(error) => {
+            tracing::error!(receiver = %r.name, %error, "E-mail not rendered; notification dropped.");
+            None
+        }
+    }
+}
+
 /// A rule event as a one-alert notification (for handlers that render notifications).
-fn event_notification(ev: &RuleEvent, receiver: &str, external_url: &str) -> Notification {
+fn event_notification(
+    ev: &RuleEvent,
+    receiver: &str,
+    group_key: &str,
+    external_url: &str,
+) -> Notification {
     let a = &ev.alert;
     let resolved = ev.level == crate::rules::plan::Level::Ok;
     let t = ev.record.state.last_event_ns;
@@ -124,10 +142,7 @@ fn event_notification(ev: &RuleEvent, receiver: &str, external_url: &str) -> Not
     }
     Notification {
         receiver: receiver.to_string(),
-        group_key: match &a.source {
-            crate::manager::alert::Source::Rule { rule, key, .. } => format!("{rule}/{key}"),
-            _ => String::new(),
-        },
+        group_key: group_key.to_string(),
         group_labels: Default::default(),
         alerts: vec![notification::NotifiedAlert {
             status: if resolved {
@@ -184,71 +199,47 @@ pub fn handler_outbox(cfg: &Receivers, ev: &RuleEvent, external_url: &str) -> Ve
                 url,
                 headers,
                 timeout,
-            } => out.push(OutboxInsert {
-                receiver: format!("post {url}"),
-                kind: "post".into(),
-                target: url.clone(),
-                headers: headers.clone(),
-                timeout_ms: timeout.as_millis() as i64,
-                body: ev.record.body.clone(),
-                group_key: group_key.clone(),
-            }),
-            HandlerTarget::Log { path } => out.push(OutboxInsert {
-                receiver: format!("log {path}"),
-                kind: "log".into(),
-                target: path.clone(),
-                headers: Vec::new(),
-                timeout_ms: 0,
-                body: ev.record.body.clone(),
-                group_key: group_key.clone(),
-            }),
-            HandlerTarget::Alerta { props } => match cfg.alerta_receiver() {
-                Some(r) => {
-                    let Some(a) = &r.alerta else { continue };
-                    let n = event_notification(ev, &r.name, external_url);
-                    for body in
-                        a.render(&n, &alerta_overrides(props, ev.alert.annotations.get("id")))
-                    {
-                        out.push(OutboxInsert {
-                            receiver: r.name.clone(),
-                            kind: "alerta".into(),
-                            target: r.name.clone(),
-                            headers: Vec::new(),
-                            timeout_ms: a.http_timeout().as_millis() as i64,
-                            body: body.to_string(),
-                            group_key: group_key.clone(),
-                        });
-                    }
-                }
-                None => {
+            } => {
+                // A handler names its own target; its queue is `post <url>`.
+                let mut r = row(
+                    format!("post {url}"),
+                    "post",
+                    url,
+                    ev.record.body.clone(),
+                    &group_key,
+                );
+                r.headers = headers.clone();
+                r.timeout_ms = timeout.as_millis() as i64;
+                out.push(r);
+            }
+            HandlerTarget::Log { path } => {
+                let body = ev.record.body.clone();
+                out.push(row(format!("log {path}"), "log", path, body, &group_key));
+            }
+            HandlerTarget::Alerta { props } => {
+                let Some(r) = cfg.alerta_receiver() else {
                     tracing::warn!(rule = %ev.record.state.task, "The rule has an .alerta() handler but no receiver has an Alerta integration; event not delivered.");
+                    continue;
+                };
+                let Some(a) = &r.alerta else { continue };
+                let n = event_notification(ev, &r.name, &group_key, external_url);
+                let ov = alerta_overrides(props, ev.alert.annotations.get("id"));
+                for body in a.render(&n, &ov) {
+                    out.push(via_receiver(r, "alerta", body.to_string(), &group_key));
                 }
-            },
-            HandlerTarget::Email { to } => match cfg.email_receiver() {
-                Some(r) => {
-                    let Some(e) = &r.email else { continue };
-                    // As Kapacitor: the message is the subject, the details the (HTML) body.
-                    let message = &ev.record.state.message;
-                    let details = ev.alert.annotations.get("details").map(String::as_str);
-                    match e.render_event(to, message, details.unwrap_or(message), details) {
-                        Ok(m) => out.push(OutboxInsert {
-                            receiver: r.name.clone(),
-                            kind: "email".into(),
-                            target: r.name.clone(),
-                            headers: Vec::new(),
-                            timeout_ms: 0,
-                            body: serde_json::to_string(&m).unwrap_or_default(),
-                            group_key: group_key.clone(),
-                        }),
-                        Err(error) => {
-                            tracing::error!(rule = %ev.record.state.task, %error, "E-mail not rendered; event not delivered.");
-                        }
-                    }
-                }
-                None => {
+            }
+            HandlerTarget::Email { to } => {
+                let Some(r) = cfg.email_receiver() else {
                     tracing::warn!(rule = %ev.record.state.task, "The rule has an .email() handler but no receiver has an e-mail integration; event not delivered.");
-                }
-            },
+                    continue;
+                };
+                let Some(e) = &r.email else { continue };
+                // As Kapacitor: the message is the subject, the details the (HTML) body.
+                let message = &ev.record.state.message;
+                let details = ev.alert.annotations.get("details").map(String::as_str);
+                let rendered = e.render_event(to, message, details.unwrap_or(message), details);
+                out.extend(email_row(r, rendered, &group_key));
+            }
             HandlerTarget::Unsupported(name) => {
                 tracing::debug!(rule = %ev.record.state.task, handler = %name, "Handler not delivered by alertd.");
             }
@@ -268,40 +259,42 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// The integration of the receiver a row names, or the failure to record when the receiver no
+/// longer has it (removed by a reload).
+fn configured<'a, T: ?Sized>(
+    receivers: &'a Receivers,
+    row: &OutboxRow,
+    what: &str,
+    get: impl Fn(&'a Receiver) -> Option<&'a T>,
+) -> Result<&'a T, Outcome> {
+    receivers
+        .receivers
+        .get(&row.target)
+        .and_then(get)
+        .ok_or_else(|| {
+            Outcome::Failed(format!(
+                "receiver \"{}\" has no {what} integration any more",
+                row.target
+            ))
+        })
+}
+
 async fn attempt(client: &reqwest::Client, receivers: &Receivers, row: &OutboxRow) -> Outcome {
     match row.kind.as_str() {
-        "email" => {
-            let Some(e) = receivers
-                .receivers
-                .get(&row.target)
-                .and_then(|r| r.email.as_ref())
-            else {
-                return Outcome::Failed(format!(
-                    "receiver \"{}\" has no e-mail integration any more",
-                    row.target
-                ));
-            };
-            match serde_json::from_str::<email::RenderedEmail>(&row.body) {
+        "email" => match configured(receivers, row, "an e-mail", |r| r.email.as_deref()) {
+            Ok(e) => match serde_json::from_str::<email::RenderedEmail>(&row.body) {
                 Ok(m) => e.send(&m).await,
                 Err(err) => Outcome::Failed(format!("stored e-mail is not readable: {err}")),
-            }
-        }
-        "alerta" => {
-            let Some(a) = receivers
-                .receivers
-                .get(&row.target)
-                .and_then(|r| r.alerta.as_ref())
-            else {
-                return Outcome::Failed(format!(
-                    "receiver \"{}\" has no Alerta integration any more",
-                    row.target
-                ));
-            };
-            match serde_json::from_str::<serde_json::Value>(&row.body) {
+            },
+            Err(outcome) => outcome,
+        },
+        "alerta" => match configured(receivers, row, "an Alerta", |r| r.alerta.as_ref()) {
+            Ok(a) => match serde_json::from_str::<serde_json::Value>(&row.body) {
                 Ok(body) => a.send(client, &body).await,
                 Err(e) => Outcome::Failed(format!("stored Alerta body is not JSON: {e}")),
-            }
-        }
+            },
+            Err(outcome) => outcome,
+        },
         "post" => {
             let mut req = client
                 .post(&row.target)
@@ -351,12 +344,6 @@ pub fn backoff(attempts: u32, jitter_seed: u64) -> Duration {
     let base = base.min(MAX_BACKOFF);
     let jitter = (jitter_seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) % 1000;
     base + base.mul_f64(0.25 * jitter as f64 / 1000.0)
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// What the delivery task needs.

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::Shared;
+use crate::clock::now_ns;
 use crate::manager::alert::{Alert, Source};
 use crate::manager::dispatch::{AlertView, Msg, Query, SilenceView};
 use crate::manager::labels::{LabelSet, fingerprint};
@@ -40,10 +41,6 @@ fn unavailable() -> Response {
         Json(json!({ "error": "the alert manager is busy; retry shortly" })),
     )
         .into_response()
-}
-
-fn now_ns() -> i64 {
-    Utc::now().timestamp_nanos_opt().unwrap_or(0)
 }
 
 fn time_str(ns: i64) -> String {
@@ -135,24 +132,25 @@ pub async fn post_alerts(State(s): State<Arc<Shared>>, body: Bytes) -> Response 
             Err(e) => return bad(format!("[{i}].{e}")),
         }
     }
-    let (tx, rx) = oneshot::channel();
-    match tokio::time::timeout(MANAGER_TIMEOUT, s.manager.send(Msg::Post(alerts, tx))).await {
-        Ok(Ok(())) => {}
-        _ => return unavailable(),
-    }
-    match tokio::time::timeout(MANAGER_TIMEOUT, rx).await {
-        Ok(Ok(())) => StatusCode::OK.into_response(),
-        _ => unavailable(),
+    match request(&s, |tx| Msg::Post(alerts, tx)).await {
+        Some(()) => StatusCode::OK.into_response(),
+        None => unavailable(),
     }
 }
 
-async fn ask<T>(s: &Shared, q: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+/// Sends the dispatcher a message carrying a reply channel and waits for the reply; `None` when
+/// the dispatcher does not take or answer it within [`MANAGER_TIMEOUT`] (the caller answers 503).
+async fn request<T>(s: &Shared, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
     let (tx, rx) = oneshot::channel();
-    tokio::time::timeout(MANAGER_TIMEOUT, s.manager.send(Msg::Query(q(tx))))
+    tokio::time::timeout(MANAGER_TIMEOUT, s.manager.send(msg(tx)))
         .await
         .ok()?
         .ok()?;
     tokio::time::timeout(MANAGER_TIMEOUT, rx).await.ok()?.ok()
+}
+
+async fn ask<T>(s: &Shared, q: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+    request(s, |tx| Msg::Query(q(tx))).await
 }
 
 fn alert_json(v: &AlertView) -> Value {
@@ -318,26 +316,16 @@ pub async fn post_silence(State(s): State<Arc<Shared>>, body: Bytes) -> Response
         duration_ns,
         location: p.location,
     };
-    let (tx, rx) = oneshot::channel();
     let id = p.id.filter(|i| !i.is_empty());
-    if tokio::time::timeout(
-        MANAGER_TIMEOUT,
-        s.manager.send(Msg::SetSilence(id, spec, tx)),
-    )
-    .await
-    .map_or(true, |r| r.is_err())
-    {
-        return unavailable();
-    }
-    match tokio::time::timeout(MANAGER_TIMEOUT, rx).await {
-        Ok(Ok(Ok(id))) => Json(json!({ "silenceID": id })).into_response(),
-        Ok(Ok(Err(SilenceError::NotFound(id)))) => (
+    match request(&s, |tx| Msg::SetSilence(id, spec, tx)).await {
+        Some(Ok(id)) => Json(json!({ "silenceID": id })).into_response(),
+        Some(Err(SilenceError::NotFound(id))) => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("silence {id} not found") })),
         )
             .into_response(),
-        Ok(Ok(Err(e))) => bad(e.to_string()),
-        _ => unavailable(),
+        Some(Err(e)) => bad(e.to_string()),
+        None => unavailable(),
     }
 }
 
@@ -362,17 +350,10 @@ pub async fn get_silence(State(s): State<Arc<Shared>>, Path(id): Path<String>) -
 
 /// `DELETE /api/v2/silence/{id}`: expires the silence.
 pub async fn delete_silence(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let (tx, rx) = oneshot::channel();
-    if tokio::time::timeout(MANAGER_TIMEOUT, s.manager.send(Msg::ExpireSilence(id, tx)))
-        .await
-        .map_or(true, |r| r.is_err())
-    {
-        return unavailable();
-    }
-    match tokio::time::timeout(MANAGER_TIMEOUT, rx).await {
-        Ok(Ok(Ok(()))) => StatusCode::OK.into_response(),
-        Ok(Ok(Err(SilenceError::NotFound(_)))) => StatusCode::NOT_FOUND.into_response(),
-        Ok(Ok(Err(e))) => bad(e.to_string()),
-        _ => unavailable(),
+    match request(&s, |tx| Msg::ExpireSilence(id, tx)).await {
+        Some(Ok(())) => StatusCode::OK.into_response(),
+        Some(Err(SilenceError::NotFound(_))) => StatusCode::NOT_FOUND.into_response(),
+        Some(Err(e)) => bad(e.to_string()),
+        None => unavailable(),
     }
 }

@@ -11,6 +11,7 @@
 //! starts changed rules afresh but resumes their alert levels, and keeps the old version of a
 //! rule whose new version fails to load.
 
+use crate::clock::now_ns;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::hash::{Hash, Hasher};
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::engine::task::Restored;
@@ -238,12 +239,6 @@ struct State {
     engine: Engine,
     status: Vec<RuleStatus>,
     last_stats: FxHashMap<String, TaskStats>,
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl State {

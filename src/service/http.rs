@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Shared;
 use super::metrics::{EndpointCodeLabel, EndpointLabel};
@@ -194,9 +193,7 @@ fn ingest_decoded(
         .read()
         .map(|f| f.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
+    let now = crate::clock::now_ns();
     if s.recordings.receiver_count() > 0 {
         let lines = crate::ingest::write::normalize(&body, precision, now, |_| true);
         let _ = s.recordings.send(Arc::new(super::Captured {

@@ -312,9 +312,7 @@ impl Storage {
 
     /// Commits a batch of changes in one transaction.
     pub async fn write(&self, batch: &[Changes]) -> Result<(), StorageError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
+        let now = crate::clock::now_ns();
         let mut tx = self.pool.begin().await?;
         for c in batch {
             if let Some(e) = &c.event {
@@ -584,17 +582,6 @@ impl Storage {
         Ok(r.rows_affected())
     }
 
-    /// The notifications sent to a queue, oldest first (tests and the API).
-    pub async fn outbox_sent_bodies(&self, receiver: &str) -> Result<Vec<String>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT body FROM outbox WHERE receiver = ? AND status = 'sent' ORDER BY id",
-        )
-        .bind(receiver)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
-    }
-
     /// Marks a notification delivered.
     pub async fn outbox_sent(&self, id: i64) -> Result<(), StorageError> {
         sqlx::query("UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?")
@@ -673,9 +660,7 @@ pub async fn run_writer(
                     metrics
                         .sqlite_write_seconds
                         .observe(start.elapsed().as_secs_f64());
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos() as i64);
+                    let now = crate::clock::now_ns();
                     for e in batch
                         .iter()
                         .filter_map(|c| c.event.as_ref().and_then(|e| e.received_ns))
