@@ -76,6 +76,8 @@ pub enum Msg {
 pub enum Query {
     /// Every alert with its status.
     Alerts(oneshot::Sender<Vec<AlertView>>),
+    /// Every aggregation group with its alerts.
+    Groups(oneshot::Sender<Vec<GroupView>>),
     /// Every silence.
     Silences(oneshot::Sender<Vec<SilenceView>>),
 }
@@ -91,8 +93,21 @@ pub struct AlertView {
     pub silenced_by: Vec<String>,
     /// Fingerprints of alerts inhibiting it.
     pub inhibited_by: Vec<String>,
+    /// Time intervals muting its routes now.
+    pub muted_by: Vec<String>,
     /// Receivers of the routes it matches.
     pub receivers: Vec<String>,
+}
+
+/// An aggregation group as the APIs show it.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    /// The group's labels (the route's `group_by` values).
+    pub labels: LabelSet,
+    /// The route's receiver.
+    pub receiver: String,
+    /// Its alerts, by fingerprint.
+    pub alerts: Vec<AlertView>,
 }
 
 /// A silence as the APIs show it.
@@ -202,6 +217,26 @@ fn to_time(ns: i64) -> DateTime<chrono::Utc> {
 }
 
 /// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels.
+/// Whether `old` can become `new` in place without rewriting what it silenced so far.
+fn can_update(old: &Silence, new: &SilenceSpec, now: i64) -> bool {
+    let o = &old.spec;
+    if o.matchers != new.matchers
+        || o.recurrence != new.recurrence
+        || o.duration_ns != new.duration_ns
+        || o.location != new.location
+    {
+        return false;
+    }
+    match old.state(now) {
+        // Compared at second precision, as the API's times round-trip through RFC 3339.
+        SilenceState::Active => {
+            o.starts_at / 1_000_000_000 == new.starts_at / 1_000_000_000 && new.ends_at >= now
+        }
+        SilenceState::Pending => new.starts_at >= now,
+        SilenceState::Expired => false,
+    }
+}
+
 fn sort_alerts(v: &mut [NotifiedAlert]) {
     v.sort_by(|a, b| {
         let k = |x: &NotifiedAlert, n: &str| x.labels.get(n).cloned().unwrap_or_default();
@@ -498,25 +533,41 @@ impl Dispatcher {
         self.update_gauges();
     }
 
+    /// Creates a silence, or updates one as Alertmanager does: in place when the matchers are
+    /// the same and the change does not rewrite history (an active silence keeps its start and
+    /// does not end in the past; a pending one does not start in the past), otherwise the old
+    /// one is expired and a new one with a new id replaces it.
     async fn on_set_silence(
         &mut self,
         id: Option<String>,
-        spec: SilenceSpec,
+        mut spec: SilenceSpec,
     ) -> Result<String, SilenceError> {
         let now = now_ns();
-        let id = match id {
-            Some(id) => {
-                let Some(old) = self.silences.get(&id) else {
-                    return Err(SilenceError::NotFound(id));
-                };
-                if old.state(now) == SilenceState::Expired {
-                    return Err(SilenceError::Expired(id));
-                }
-                id
+        let mut expire_old = None;
+        let mut keep_id = None;
+        if let Some(id) = id {
+            let Some(old) = self.silences.get(&id) else {
+                return Err(SilenceError::NotFound(id));
+            };
+            if can_update(old, &spec, now) {
+                keep_id = Some(id);
+            } else if old.state(now) != SilenceState::Expired {
+                expire_old = Some(id);
             }
-            None => uuid::Uuid::new_v4().to_string(),
+        }
+        let id = match keep_id {
+            Some(id) => id,
+            None => {
+                // A new silence never starts in the past.
+                spec.starts_at = spec.starts_at.max(now.min(spec.ends_at));
+                uuid::Uuid::new_v4().to_string()
+            }
         };
+        // Validate before touching the old one, so a bad update changes nothing.
         let s = Silence::new(id.clone(), spec, now)?;
+        if let Some(old) = expire_old {
+            self.on_expire_silence(old).await?;
+        }
         let row = SilenceRow {
             id: id.clone(),
             spec: serde_json::to_string(&s.spec).unwrap_or_default(),
@@ -539,7 +590,8 @@ impl Dispatcher {
         };
         let mut spec = s.spec.clone();
         match s.state(now) {
-            SilenceState::Expired => return Err(SilenceError::Expired(id)),
+            // Expiring an expired silence is a no-op, as in Alertmanager.
+            SilenceState::Expired => return Ok(()),
             SilenceState::Pending if now < spec.starts_at => {
                 spec.starts_at = now;
                 spec.ends_at = now;
@@ -693,16 +745,7 @@ impl Dispatcher {
     }
 
     fn time_muted(&self, node: &RouteNode, now_ns: i64) -> bool {
-        let t = to_time(now_ns);
-        let ti = &self.cfg.time_intervals;
-        node.mute_time_intervals
-            .iter()
-            .any(|n| ti.get(n).is_some_and(|i| i.contains(t)))
-            || (!node.active_time_intervals.is_empty()
-                && !node
-                    .active_time_intervals
-                    .iter()
-                    .any(|n| ti.get(n).is_some_and(|i| i.contains(t))))
+        !self.muting_intervals(node, to_time(now_ns)).is_empty()
     }
 
     /// Flushes every group that is due.
@@ -761,49 +804,101 @@ impl Dispatcher {
         self.metrics.silences.set(self.silences.len() as i64);
     }
 
+    /// An alert with its status now (the inhibition index must be fresh).
+    fn view(&self, a: &Alert, now: i64) -> AlertView {
+        let silenced_by: Vec<String> = self
+            .silences
+            .iter()
+            .filter(|s| s.mutes(&a.labels, now))
+            .map(|s| s.id.clone())
+            .collect();
+        let inhibited_by: Vec<String> = self
+            .inhibitor
+            .check(&a.labels)
+            .map(|f| format!("{f:016x}"))
+            .into_iter()
+            .collect();
+        let mut receivers = Vec::new();
+        let mut muted_by = Vec::new();
+        if let (Some(r), true) = (&self.cfg.route, a.routed()) {
+            let t = to_time(now);
+            for n in r.matches(&a.labels) {
+                if !receivers.contains(&n.receiver) {
+                    receivers.push(n.receiver.clone());
+                }
+                for name in self.muting_intervals(n, t) {
+                    if !muted_by.contains(&name) {
+                        muted_by.push(name);
+                    }
+                }
+            }
+        }
+        AlertView {
+            state: if silenced_by.is_empty() && inhibited_by.is_empty() && muted_by.is_empty() {
+                "active"
+            } else {
+                "suppressed"
+            },
+            alert: a.clone(),
+            silenced_by,
+            inhibited_by,
+            muted_by,
+            receivers,
+        }
+    }
+
+    /// Names of the time intervals that mute a route now: its mute intervals that contain
+    /// `t`, and its active intervals when none of them contains `t`.
+    fn muting_intervals(&self, node: &RouteNode, t: DateTime<chrono::Utc>) -> Vec<String> {
+        let ti = &self.cfg.time_intervals;
+        let mut out: Vec<String> = node
+            .mute_time_intervals
+            .iter()
+            .filter(|n| ti.get(*n).is_some_and(|i| i.contains(t)))
+            .cloned()
+            .collect();
+        if !node.active_time_intervals.is_empty()
+            && !node
+                .active_time_intervals
+                .iter()
+                .any(|n| ti.get(n).is_some_and(|i| i.contains(t)))
+        {
+            out.extend(node.active_time_intervals.iter().cloned());
+        }
+        out
+    }
+
     fn answer(&mut self, q: Query) {
         let now = now_ns();
         match q {
             Query::Alerts(tx) => {
                 self.refresh_inhibitor(now);
-                let mut out: Vec<AlertView> = self
-                    .alerts
+                let mut out: Vec<AlertView> =
+                    self.alerts.values().map(|a| self.view(a, now)).collect();
+                out.sort_by_key(|v| v.alert.fingerprint);
+                let _ = tx.send(out);
+            }
+            Query::Groups(tx) => {
+                self.refresh_inhibitor(now);
+                let mut out: Vec<GroupView> = self
+                    .groups
                     .values()
-                    .map(|a| {
-                        let silenced_by: Vec<String> = self
-                            .silences
+                    .map(|g| {
+                        let mut alerts: Vec<AlertView> = g
+                            .alerts
                             .iter()
-                            .filter(|s| s.mutes(&a.labels, now))
-                            .map(|s| s.id.clone())
+                            .filter_map(|fp| self.alerts.get(fp))
+                            .map(|a| self.view(a, now))
                             .collect();
-                        let inhibited_by: Vec<String> = self
-                            .inhibitor
-                            .check(&a.labels)
-                            .map(|f| format!("{f:016x}"))
-                            .into_iter()
-                            .collect();
-                        let receivers = match (&self.cfg.route, a.routed()) {
-                            (Some(r), true) => r
-                                .matches(&a.labels)
-                                .iter()
-                                .map(|n| n.receiver.clone())
-                                .collect(),
-                            _ => Vec::new(),
-                        };
-                        AlertView {
-                            state: if silenced_by.is_empty() && inhibited_by.is_empty() {
-                                "active"
-                            } else {
-                                "suppressed"
-                            },
-                            alert: a.clone(),
-                            silenced_by,
-                            inhibited_by,
-                            receivers,
+                        alerts.sort_by_key(|v| v.alert.fingerprint);
+                        GroupView {
+                            labels: g.labels.clone(),
+                            receiver: self.nodes[g.node].receiver.clone(),
+                            alerts,
                         }
                     })
                     .collect();
-                out.sort_by(|a, b| a.alert.labels.cmp(&b.alert.labels));
+                out.sort_by(|a, b| (&a.receiver, &a.labels).cmp(&(&b.receiver, &b.labels)));
                 let _ = tx.send(out);
             }
             Query::Silences(tx) => {

@@ -1,13 +1,16 @@
-//! Alertmanager API v2 over the dispatcher: posting and listing alerts (`/api/v2/alerts`),
-//! creating, listing, reading and expiring silences (`/api/v2/silences`, `/api/v2/silence/{id}`),
-//! in Alertmanager's JSON shapes so Prometheus and amtool talk to alertd unchanged. alertd adds
-//! recurring silences: `recurrence` (cron), `duration` and `location` on a silence.
+//! Alertmanager API v2 over the dispatcher: posting and listing alerts (`/api/v2/alerts`,
+//! `/api/v2/alerts/groups`), creating, listing, reading and expiring silences
+//! (`/api/v2/silences`, `/api/v2/silence/{id}`), `/api/v2/status` and `/api/v2/receivers`, with
+//! Alertmanager's paths, parameters, JSON shapes and status codes, so Prometheus, amtool and
+//! Grafana talk to alertd unchanged. alertd adds recurring silences: `recurrence` (cron),
+//! `duration` and `location` on a silence.
 //!
-//! Every malformed request gets 400 with a message naming the field (`[3].labels: ...`).
+//! As in Alertmanager, a 400 answer's body is a JSON string naming the problem
+//! (`"[3].labels: ..."`), which is what its generated clients expect.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat};
@@ -22,23 +25,20 @@ use crate::clock::now_ns;
 use crate::manager::alert::{Alert, Source};
 use crate::manager::dispatch::{AlertView, Msg, Query, SilenceView};
 use crate::manager::labels::{LabelSet, fingerprint};
-use crate::manager::silence::{SilenceError, SilenceSpec};
+use crate::manager::matcher::{Matcher, matches_all, parse_matcher, parse_matchers};
+use crate::manager::silence::{SilenceError, SilenceSpec, SilenceState};
 
 /// How long an API call waits for the dispatcher before answering 503.
 const MANAGER_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn bad(msg: impl Into<String>) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": msg.into() })),
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, Json(Value::String(msg.into()))).into_response()
 }
 
 fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({ "error": "the alert manager is busy; retry shortly" })),
+        Json(json!("the alert manager is busy; retry shortly")),
     )
         .into_response()
 }
@@ -71,8 +71,10 @@ fn label_map(v: &Value, field: &str, require: bool) -> Result<LabelSet, String> 
         let Value::String(s) = v else {
             return Err(format!("{field}.{k}: must be a string"));
         };
-        if k.is_empty() {
-            return Err(format!("{field}: empty label name"));
+        if !valid_label_name(k) {
+            return Err(format!(
+                "{field}: invalid label name '{k}' (must match [a-zA-Z_][a-zA-Z0-9_]*)"
+            ));
         }
         if s.is_empty() {
             // An empty label value is the same as no label.
@@ -86,7 +88,15 @@ fn label_map(v: &Value, field: &str, require: bool) -> Result<LabelSet, String> 
     Ok(out)
 }
 
-/// `POST /api/v2/alerts`.
+/// Whether `n` is a valid Prometheus label name.
+fn valid_label_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// `POST /api/v2/alerts`: the valid alerts of a batch are kept even when others are not; the
+/// answer is then 400 naming each invalid one.
 pub async fn post_alerts(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -98,44 +108,61 @@ pub async fn post_alerts(State(s): State<Arc<Shared>>, body: Bytes) -> Response 
     let now = now_ns();
     let timeout = s.config.alerts.resolve_timeout.as_nanos() as i64;
     let mut alerts = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let r = (|| {
-            let labels = label_map(&item["labels"], "labels", true)?;
-            let annotations = label_map(&item["annotations"], "annotations", false)?;
-            let starts = parse_time(&item["startsAt"], "startsAt")?;
-            let ends = parse_time(&item["endsAt"], "endsAt")?;
-            let starts_at = starts.unwrap_or(now);
-            if let Some(e) = ends
-                && e < starts_at
-            {
-                return Err("endsAt: must not be before startsAt".to_string());
-            }
-            let generator_url = match &item["generatorURL"] {
-                Value::String(u) => u.clone(),
-                Value::Null => String::new(),
-                _ => return Err("generatorURL: must be a string".to_string()),
-            };
-            Ok(Alert {
-                fingerprint: fingerprint(&labels),
-                labels,
-                annotations,
-                starts_at,
-                ends_at: Some(ends.unwrap_or(now.saturating_add(timeout))),
-                updated_at: now,
-                generator_url,
-                source: Source::Api,
-                timeout: ends.is_none(),
-            })
-        })();
-        match r {
+        match postable_alert(item, now, timeout) {
             Ok(a) => alerts.push(a),
-            Err(e) => return bad(format!("[{i}].{e}")),
+            Err(e) => errors.push(format!("[{i}].{e}")),
         }
     }
-    match request(&s, |tx| Msg::Post(alerts, tx)).await {
-        Some(()) => StatusCode::OK.into_response(),
-        None => unavailable(),
+    s.metrics
+        .api_alerts_invalid
+        .inc_by(u64::try_from(errors.len()).unwrap_or(0));
+    s.metrics
+        .api_alerts_received
+        .inc_by(u64::try_from(alerts.len()).unwrap_or(0));
+    if !alerts.is_empty() && request(&s, |tx| Msg::Post(alerts, tx)).await.is_none() {
+        return unavailable();
     }
+    if errors.is_empty() {
+        StatusCode::OK.into_response()
+    } else {
+        bad(errors.join("; "))
+    }
+}
+
+/// One alert of a post, with Alertmanager's defaults: a missing `startsAt` is `endsAt` when
+/// that is given, else now; a missing `endsAt` is now + `resolve_timeout`.
+fn postable_alert(item: &Value, now: i64, timeout: i64) -> Result<Alert, String> {
+    if !item.is_object() {
+        return Err("alert: must be an object".to_string());
+    }
+    let labels = label_map(&item["labels"], "labels", true)?;
+    let annotations = label_map(&item["annotations"], "annotations", false)?;
+    let starts = parse_time(&item["startsAt"], "startsAt")?;
+    let ends = parse_time(&item["endsAt"], "endsAt")?;
+    let starts_at = starts.or(ends).unwrap_or(now);
+    if let Some(e) = ends
+        && e < starts_at
+    {
+        return Err("endsAt: must not be before startsAt".to_string());
+    }
+    let generator_url = match &item["generatorURL"] {
+        Value::String(u) => u.clone(),
+        Value::Null => String::new(),
+        _ => return Err("generatorURL: must be a string".to_string()),
+    };
+    Ok(Alert {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations,
+        starts_at,
+        ends_at: Some(ends.unwrap_or(now.saturating_add(timeout))),
+        updated_at: now,
+        generator_url,
+        source: Source::Api,
+        timeout: ends.is_none(),
+    })
 }
 
 /// Sends the dispatcher a message carrying a reply channel and waits for the reply; `None` when
@@ -168,20 +195,135 @@ fn alert_json(v: &AlertView) -> Value {
             "state": v.state,
             "silencedBy": v.silenced_by,
             "inhibitedBy": v.inhibited_by,
+            "mutedBy": v.muted_by,
         },
     })
 }
 
-/// `GET /api/v2/alerts`: alerts not yet resolved.
-pub async fn get_alerts(State(s): State<Arc<Shared>>) -> Response {
+/// The query parameters of `GET /api/v2/alerts` and `/api/v2/alerts/groups`.
+struct AlertFilter {
+    active: bool,
+    silenced: bool,
+    inhibited: bool,
+    matchers: Vec<Matcher>,
+    receiver: Option<regex::Regex>,
+}
+
+/// Reads a boolean parameter (`true`/`false`, default `default`).
+fn flag(params: &[(String, String)], name: &str, default: bool) -> Result<bool, String> {
+    match params.iter().rev().find(|(k, _)| k == name) {
+        None => Ok(default),
+        Some((_, v)) if v.is_empty() => Ok(default),
+        Some((_, v)) => v
+            .parse()
+            .map_err(|_| format!("{name}: '{v}' is not a boolean (true or false)")),
+    }
+}
+
+/// Splits a raw query string into its parameters (repeated ones kept in order).
+fn params(q: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    serde_urlencoded::from_str(q.unwrap_or("")).map_err(|e| format!("query: {e}"))
+}
+
+/// The `filter` parameters: each one matcher, or a `{...}` list.
+fn filter_matchers(params: &[(String, String)]) -> Result<Vec<Matcher>, String> {
+    let mut out = Vec::new();
+    for (_, f) in params.iter().filter(|(k, _)| k == "filter") {
+        let parsed = if f.trim_start().starts_with('{') {
+            parse_matchers(f)
+        } else {
+            parse_matcher(f).map(|m| vec![m])
+        };
+        out.extend(parsed.map_err(|e| format!("filter: bad matcher '{f}': {e}"))?);
+    }
+    Ok(out)
+}
+
+impl AlertFilter {
+    fn parse(q: Option<&str>) -> Result<AlertFilter, String> {
+        let p = params(q)?;
+        // `unprocessed` is accepted and has no effect: alerts are processed as they arrive.
+        flag(&p, "unprocessed", true)?;
+        let receiver = match p.iter().rev().find(|(k, _)| k == "receiver") {
+            Some((_, r)) if !r.is_empty() => Some(
+                regex::Regex::new(&format!("^(?:{r})$"))
+                    .map_err(|e| format!("receiver: failed to parse receiver param: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(AlertFilter {
+            active: flag(&p, "active", true)?,
+            silenced: flag(&p, "silenced", true)?,
+            inhibited: flag(&p, "inhibited", true)?,
+            matchers: filter_matchers(&p)?,
+            receiver,
+        })
+    }
+
+    /// Whether a view passes the state and label filters (not the receiver one).
+    fn keeps(&self, v: &AlertView, now: i64) -> bool {
+        !v.alert.resolved_at(now)
+            && (self.active || v.state != "active")
+            && (self.silenced || v.silenced_by.is_empty())
+            && (self.inhibited || v.inhibited_by.is_empty())
+            && matches_all(&self.matchers, &v.alert.labels)
+    }
+
+    fn keeps_receiver(&self, name: &str) -> bool {
+        self.receiver.as_ref().is_none_or(|r| r.is_match(name))
+    }
+}
+
+/// `GET /api/v2/alerts`: alerts not yet resolved, filtered by state (`active`, `silenced`,
+/// `inhibited`, `unprocessed`), label matchers (`filter`, repeated) and a receiver regex
+/// (`receiver`), sorted by fingerprint.
+pub async fn get_alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let f = match AlertFilter::parse(q.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
     let Some(all) = ask(&s, Query::Alerts).await else {
         return unavailable();
     };
     let now = now_ns();
     let out: Vec<Value> = all
         .iter()
-        .filter(|v| !v.alert.resolved_at(now))
+        .filter(|v| f.keeps(v, now))
+        .filter(|v| f.receiver.is_none() || v.receivers.iter().any(|r| f.keeps_receiver(r)))
         .map(alert_json)
+        .collect();
+    Json(out).into_response()
+}
+
+/// `GET /api/v2/alerts/groups`: the aggregation groups with their alerts, same parameters as
+/// `/api/v2/alerts` (`receiver` selects groups by their route's receiver).
+pub async fn get_alert_groups(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let f = match AlertFilter::parse(q.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return bad(e),
+    };
+    let Some(groups) = ask(&s, Query::Groups).await else {
+        return unavailable();
+    };
+    let now = now_ns();
+    let out: Vec<Value> = groups
+        .iter()
+        .filter(|g| f.keeps_receiver(&g.receiver))
+        .filter_map(|g| {
+            let alerts: Vec<Value> = g
+                .alerts
+                .iter()
+                .filter(|v| f.keeps(v, now))
+                .map(alert_json)
+                .collect();
+            (!alerts.is_empty()).then(|| {
+                json!({
+                    "labels": g.labels,
+                    "receiver": { "name": g.receiver },
+                    "alerts": alerts,
+                })
+            })
+        })
         .collect();
     Json(out).into_response()
 }
@@ -224,6 +366,14 @@ struct PostableSilence {
     /// alertd: time zone of the cron expression.
     #[serde(default)]
     location: Option<String>,
+    /// Read-only fields of a silence as `GET` returns it, accepted and ignored so a client can
+    /// post back what it fetched (as Grafana does when editing).
+    #[serde(default, rename = "status")]
+    _status: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "updatedAt")]
+    _updated_at: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "occurrence")]
+    _occurrence: Option<serde::de::IgnoredAny>,
 }
 
 fn matcher_text(m: &ApiMatcher) -> String {
@@ -305,10 +455,26 @@ pub async fn post_silence(State(s): State<Arc<Shared>>, body: Bytes) -> Response
             Err(e) => return bad(format!("duration: {e}")),
         },
     };
+    if p.matchers.is_empty() {
+        return bad("matchers: at least one matcher required");
+    }
+    for (i, m) in p.matchers.iter().enumerate() {
+        if !valid_label_name(&m.name) {
+            return bad(format!(
+                "matchers[{i}].name: invalid label name '{}' (must match [a-zA-Z_][a-zA-Z0-9_]*)",
+                m.name
+            ));
+        }
+    }
+    if starts >= ends {
+        return bad("startsAt: start time must be before end time");
+    }
+    if ends < now_ns() {
+        return bad("endsAt: end time can't be in the past");
+    }
     let spec = SilenceSpec {
         matchers: p.matchers.iter().map(matcher_text).collect(),
-        // A silence never starts in the past: it starts now.
-        starts_at: starts.max(now_ns().min(ends)),
+        starts_at: starts,
         ends_at: ends,
         created_by: p.created_by,
         comment: p.comment,
@@ -329,12 +495,62 @@ pub async fn post_silence(State(s): State<Arc<Shared>>, body: Bytes) -> Response
     }
 }
 
-/// `GET /api/v2/silences`.
-pub async fn get_silences(State(s): State<Arc<Shared>>) -> Response {
-    match ask(&s, Query::Silences).await {
-        Some(all) => Json(all.iter().map(silence_json).collect::<Vec<_>>()).into_response(),
-        None => unavailable(),
+/// `GET /api/v2/silences`: filtered by label matchers (`filter`, repeated: a silence is kept
+/// when, for each filter, one of its matchers has the same name and the filter matches its
+/// value) and by state (`active`, `pending`, `expired`, default true); active ones first (by
+/// end), then pending (by start), then expired (latest end first), as Alertmanager sorts them.
+pub async fn get_silences(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let p = match params(q.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return bad(e),
+    };
+    let (filters, active, pending, expired) = match (
+        filter_matchers(&p),
+        flag(&p, "active", true),
+        flag(&p, "pending", true),
+        flag(&p, "expired", true),
+    ) {
+        (Ok(f), Ok(a), Ok(pe), Ok(e)) => (f, a, pe, e),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return bad(e),
+    };
+    let Some(mut all) = ask(&s, Query::Silences).await else {
+        return unavailable();
+    };
+    all.retain(|v| {
+        let state_ok = match v.state {
+            SilenceState::Active => active,
+            SilenceState::Pending => pending,
+            SilenceState::Expired => expired,
+        };
+        state_ok && silence_matches_filters(v, &filters)
+    });
+    all.sort_by(|a, b| {
+        let rank = |v: &SilenceView| match v.state {
+            SilenceState::Active => (0, v.spec.ends_at),
+            SilenceState::Pending => (1, v.spec.starts_at),
+            SilenceState::Expired => (2, -v.spec.ends_at),
+        };
+        rank(a).cmp(&rank(b))
+    });
+    Json(all.iter().map(silence_json).collect::<Vec<_>>()).into_response()
+}
+
+/// Alertmanager's silence filter: every filter matcher must match the value of one of the
+/// silence's matchers with the same label name.
+fn silence_matches_filters(v: &SilenceView, filters: &[Matcher]) -> bool {
+    if filters.is_empty() {
+        return true;
     }
+    let own: Vec<Matcher> = v
+        .spec
+        .matchers
+        .iter()
+        .filter_map(|m| parse_matcher(m).ok())
+        .collect();
+    filters.iter().all(|f| {
+        own.iter()
+            .any(|m| m.name == f.name && f.matches_value(&m.value))
+    })
 }
 
 /// `GET /api/v2/silence/{id}`.
@@ -356,4 +572,102 @@ pub async fn delete_silence(State(s): State<Arc<Shared>>, Path(id): Path<String>
         Some(Err(e)) => bad(e.to_string()),
         None => unavailable(),
     }
+}
+
+/// `GET /api/v2/status`: a single node (cluster `disabled`), version, uptime, and the routing
+/// configuration as YAML in Alertmanager's shape, without any receiver settings (those hold
+/// secrets).
+pub async fn get_status(State(s): State<Arc<Shared>>) -> Response {
+    let receivers = s.receivers.read().map(|r| Arc::clone(&r)).ok();
+    let original = receivers.as_deref().map(config_yaml).unwrap_or_default();
+    Json(json!({
+        "cluster": { "status": "disabled", "peers": [] },
+        "versionInfo": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": "",
+            "branch": "",
+            "buildUser": "",
+            "buildDate": "",
+            "goVersion": "",
+        },
+        "config": { "original": original },
+        "uptime": time_str(s.started_ns),
+    }))
+    .into_response()
+}
+
+/// The routing tree and receiver names as Alertmanager configuration YAML.
+fn config_yaml(r: &crate::receivers::config::Receivers) -> String {
+    use crate::manager::route::RouteNode;
+    /// The lines of one route, unindented.
+    fn node(n: &RouteNode) -> Vec<String> {
+        let mut out = vec![format!("receiver: {}", yaml_str(&n.receiver))];
+        if n.group_by_all {
+            out.push("group_by: ['...']".to_string());
+        } else if !n.group_by.is_empty() {
+            let g: Vec<String> = n.group_by.iter().map(|g| yaml_str(g)).collect();
+            out.push(format!("group_by: [{}]", g.join(", ")));
+        }
+        if !n.matchers.is_empty() {
+            out.push("matchers:".to_string());
+            out.extend(
+                n.matchers
+                    .iter()
+                    .map(|m| format!("- {}", yaml_str(&m.to_string()))),
+            );
+        }
+        if n.continue_matching {
+            out.push("continue: true".to_string());
+        }
+        out.push(format!("group_wait: {}ms", n.group_wait.as_millis()));
+        out.push(format!(
+            "group_interval: {}ms",
+            n.group_interval.as_millis()
+        ));
+        out.push(format!(
+            "repeat_interval: {}ms",
+            n.repeat_interval.as_millis()
+        ));
+        if !n.routes.is_empty() {
+            out.push("routes:".to_string());
+            for c in &n.routes {
+                for (i, l) in node(c).into_iter().enumerate() {
+                    out.push(if i == 0 {
+                        format!("- {l}")
+                    } else {
+                        format!("  {l}")
+                    });
+                }
+            }
+        }
+        out
+    }
+    let mut out = String::from("route:\n");
+    if let Some(route) = &r.route {
+        for l in node(&route.root) {
+            out.push_str("  ");
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out.push_str("receivers:\n");
+    for name in r.receivers.keys() {
+        out.push_str(&format!("- name: {}\n", yaml_str(name)));
+    }
+    out
+}
+
+/// A YAML double-quoted scalar.
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// `GET /api/v2/receivers`: every receiver's name.
+pub async fn get_receivers(State(s): State<Arc<Shared>>) -> Response {
+    let names: Vec<Value> = s
+        .receivers
+        .read()
+        .map(|r| r.receivers.keys().map(|n| json!({ "name": n })).collect())
+        .unwrap_or_default();
+    Json(names).into_response()
 }

@@ -42,6 +42,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
             post(super::am_api::post_alerts).get(super::am_api::get_alerts),
         )
         .route(
+            "/api/v2/alerts/groups",
+            get(super::am_api::get_alert_groups),
+        )
+        .route("/api/v2/status", get(super::am_api::get_status))
+        .route("/api/v2/receivers", get(super::am_api::get_receivers))
+        .route(
             "/api/v2/silences",
             post(super::am_api::post_silence).get(super::am_api::get_silences),
         )

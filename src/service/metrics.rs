@@ -42,6 +42,13 @@ pub struct ReceiverLabel {
     pub receiver: String,
 }
 
+/// `reason` label of refused requests: `missing`, `invalid` (no such token) or `scope`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabel {
+    /// Why the request was refused.
+    pub reason: &'static str,
+}
+
 /// `rule` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabel {
@@ -138,6 +145,12 @@ pub struct Metrics {
     pub alert_groups: Gauge,
     /// Silences (any state).
     pub silences: Gauge,
+    /// Alerts received on the Alertmanager API (valid ones).
+    pub api_alerts_received: Counter,
+    /// Alerts refused by the Alertmanager API as invalid.
+    pub api_alerts_invalid: Counter,
+    /// Requests refused by token authentication, by reason.
+    pub auth_failures: Family<AuthLabel, Counter>,
     registry: Registry,
 }
 
@@ -187,6 +200,9 @@ impl Metrics {
             alerts_stored: Gauge::default(),
             alert_groups: Gauge::default(),
             silences: Gauge::default(),
+            api_alerts_received: Counter::default(),
+            api_alerts_invalid: Counter::default(),
+            auth_failures: Family::default(),
             registry: Registry::with_prefix("alertd"),
         };
         let r = &mut m.registry;
@@ -223,6 +239,21 @@ impl Metrics {
         );
         r.register("alert_groups", "Aggregation groups", m.alert_groups.clone());
         r.register("silences", "Silences in any state", m.silences.clone());
+        r.register(
+            "api_alerts_received",
+            "Valid alerts received on /api/v2/alerts",
+            m.api_alerts_received.clone(),
+        );
+        r.register(
+            "api_alerts_invalid",
+            "Alerts refused as invalid by /api/v2/alerts",
+            m.api_alerts_invalid.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Requests refused by token authentication, by reason",
+            m.auth_failures.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests by endpoint and status code",

@@ -78,6 +78,8 @@ pub struct Shared {
     pub manager: tokio::sync::mpsc::Sender<crate::manager::dispatch::Msg>,
     /// Receivers and routing in force.
     pub receivers: Arc<RwLock<Arc<Receivers>>>,
+    /// When the service started, Unix ns.
+    pub started_ns: i64,
 }
 
 /// Points a write accepted, normalized to nanosecond timestamps, for recorders.
@@ -311,6 +313,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         external_url,
         manager: event_tx.clone(),
         receivers: receivers_lock,
+        started_ns: crate::clock::now_ns(),
     });
     let engine =
         engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)
