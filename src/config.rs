@@ -51,6 +51,10 @@ pub struct Config {
     pub rules: RulesConfig,
     /// The alert manager: alerts, silences, notifications.
     pub alerts: AlertsConfig,
+    /// Connections, timeouts and TLS of the HTTP server.
+    pub http: HttpConfig,
+    /// Bearer tokens and their scopes; with none, every endpoint is open (bind to loopback).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -63,7 +67,171 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             rules: RulesConfig::default(),
             alerts: AlertsConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
         }
+    }
+}
+
+/// The HTTP server's connections, timeouts and TLS.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(try_from = "RawHttpConfig")]
+pub struct HttpConfig {
+    /// Connections served at once; further clients wait in the kernel's accept queue until one
+    /// closes, so a flood of connections cannot exhaust memory or file descriptors.
+    pub max_connections: usize,
+    /// A request must be read and answered within this time, or it gets 408 (e.g. `30s`).
+    /// Streams such as `alertd record` are not cut: the limit is on producing the response.
+    pub request_timeout: Duration,
+    /// A connection on which the client sends nothing for this long is closed: covers a client
+    /// that connects and sends nothing, a stalled request and idle keep-alive connections.
+    pub idle_timeout: Duration,
+    /// A TLS handshake must finish within this time.
+    pub tls_handshake_timeout: Duration,
+    /// PEM certificate chain; with `tls_key`, the server speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 1024,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            tls_handshake_timeout: Duration::from_secs(10),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// `[http]` as written, before the checks that span fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHttpConfig {
+    max_connections: usize,
+    #[serde(with = "duration_str")]
+    request_timeout: Duration,
+    #[serde(with = "duration_str")]
+    idle_timeout: Duration,
+    #[serde(with = "duration_str")]
+    tls_handshake_timeout: Duration,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+impl Default for RawHttpConfig {
+    fn default() -> Self {
+        let d = HttpConfig::default();
+        RawHttpConfig {
+            max_connections: d.max_connections,
+            request_timeout: d.request_timeout,
+            idle_timeout: d.idle_timeout,
+            tls_handshake_timeout: d.tls_handshake_timeout,
+            tls_cert: d.tls_cert,
+            tls_key: d.tls_key,
+        }
+    }
+}
+
+impl TryFrom<RawHttpConfig> for HttpConfig {
+    type Error = String;
+
+    fn try_from(r: RawHttpConfig) -> Result<Self, String> {
+        if r.max_connections == 0 {
+            return Err("max_connections: must be at least 1".into());
+        }
+        if r.tls_cert.is_some() != r.tls_key.is_some() {
+            return Err("tls_cert and tls_key: give both or neither".into());
+        }
+        for (name, d) in [
+            ("request_timeout", r.request_timeout),
+            ("idle_timeout", r.idle_timeout),
+            ("tls_handshake_timeout", r.tls_handshake_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name}: must be more than 0"));
+            }
+        }
+        Ok(HttpConfig {
+            max_connections: r.max_connections,
+            request_timeout: r.request_timeout,
+            idle_timeout: r.idle_timeout,
+            tls_handshake_timeout: r.tls_handshake_timeout,
+            tls_cert: r.tls_cert,
+            tls_key: r.tls_key,
+        })
+    }
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Send data: the write endpoints (InfluxDB, Prometheus remote write), alerts posted to
+    /// `/api/v2/alerts`, passive check results.
+    Write,
+    /// Read: every `GET` endpoint, `/metrics` and the UI.
+    Read,
+    /// Change: silences, reload, acknowledge, retire. Includes `read`.
+    Admin,
+}
+
+/// Token authentication.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(try_from = "RawAuthConfig")]
+pub struct AuthConfig {
+    /// The accepted tokens. When the list is not empty, every endpoint but `/-/healthy` needs
+    /// one: missing or unknown is 401, a token without the needed scope is 403.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One token.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (shown in logs, never the token itself).
+    pub name: String,
+    /// The secret, sent as `Authorization: Bearer <token>` (or `Token <token>`, Basic auth's
+    /// password, InfluxDB's `p` parameter).
+    pub token: String,
+    /// What it may do: any of `write`, `read`, `admin`.
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuthConfig {
+    tokens: Vec<TokenConfig>,
+}
+
+impl TryFrom<RawAuthConfig> for AuthConfig {
+    type Error = String;
+
+    fn try_from(r: RawAuthConfig) -> Result<Self, String> {
+        for (i, t) in r.tokens.iter().enumerate() {
+            if t.token.len() < 8 {
+                return Err(format!(
+                    "tokens[{i}] ({}): token must be at least 8 characters",
+                    t.name
+                ));
+            }
+            if t.scopes.is_empty() {
+                return Err(format!(
+                    "tokens[{i}] ({}): scopes must not be empty",
+                    t.name
+                ));
+            }
+            if r.tokens[..i].iter().any(|o| o.token == t.token) {
+                return Err(format!(
+                    "tokens[{i}] ({}): the same token is given twice",
+                    t.name
+                ));
+            }
+        }
+        Ok(AuthConfig { tokens: r.tokens })
     }
 }
 
@@ -164,6 +332,7 @@ impl Config {
     pub fn external_url(&self) -> String {
         match &self.alerts.external_url {
             Some(u) => u.trim_end_matches('/').to_string(),
+            None if self.http.tls_cert.is_some() => format!("https://{}", self.listen),
             None => format!("http://{}", self.listen),
         }
     }

@@ -21,6 +21,11 @@ fn ts(offset_secs: i64) -> String {
 /// rule (a firing `NodeDown` mutes alerts of the same host) and a mute time interval that is
 /// always on for the `muted` team.
 fn server(hook: &Receiver) -> (tempfile::TempDir, Server) {
+    server_with(hook, "", None)
+}
+
+/// As [`server`], with more configuration, reached with `token`.
+fn server_with(hook: &Receiver, config: &str, token: Option<&str>) -> (tempfile::TempDir, Server) {
     let (tmp, dir) = workdir(&[]);
     std::fs::create_dir_all(dir.join("receivers")).unwrap();
     std::fs::write(
@@ -66,7 +71,16 @@ weekdays = ["sunday:saturday"]
         ),
     )
     .unwrap();
-    let s = Server::start(&dir, "");
+    let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+        client = client.default_headers(h);
+    }
+    let s = Server::start_with(&dir, config, "http", client.build().unwrap());
     (tmp, s)
 }
 
@@ -445,10 +459,28 @@ fn silences_validate_update_in_place_or_replace_and_expire() {
     assert_eq!(list, json!([]));
 }
 
+const TOKENS: &str = r#"
+[[auth.tokens]]
+name = "prometheus"
+token = "prom-write-token"
+scopes = ["write"]
+
+[[auth.tokens]]
+name = "oncall"
+token = "oncall-admin-token"
+scopes = ["admin"]
+"#;
+
 /// Runs amtool against the server and returns its standard output.
 fn amtool(s: &Server, args: &[&str]) -> String {
+    amtool_with(s, &[], args)
+}
+
+/// Runs amtool with extra global flags.
+fn amtool_with(s: &Server, global: &[&str], args: &[&str]) -> String {
     let out = Command::new("amtool")
         .arg(format!("--alertmanager.url={}", s.base))
+        .args(global)
         .args(args)
         .output()
         .expect("amtool is installed (scripts/deps/prometheus.sh)");
@@ -546,9 +578,40 @@ fn amtool_queries_alerts_and_adds_queries_and_expires_silences() {
 }
 
 #[test]
+fn amtool_authenticates_with_its_http_config_file() {
+    let hook = Receiver::start(vec![200]);
+    let (tmp, s) = server_with(&hook, TOKENS, Some("oncall-admin-token"));
+    let cfg = tmp.path().join("amtool-http.yml");
+    std::fs::write(&cfg, "authorization:\n  credentials: oncall-admin-token\n").unwrap();
+    let flag = format!("--http.config.file={}", cfg.display());
+    let id = amtool_with(
+        &s,
+        &[&flag],
+        &[
+            "silence",
+            "add",
+            "host=web1",
+            "--duration=1h",
+            "--comment=planned",
+            "--author=ops",
+        ],
+    );
+    let out = amtool_with(&s, &[&flag], &["silence", "query", "-q"]);
+    assert_eq!(out.trim(), id.trim());
+    // Without the token amtool is refused.
+    let out = Command::new("amtool")
+        .arg(format!("--alertmanager.url={}", s.base))
+        .args(["silence", "query"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
 fn prometheus_delivers_its_alerts_through_alertd_to_a_webhook() {
     let hook = Receiver::start(vec![200]);
-    let (tmp, s) = server(&hook);
+    // Secured as in production: Prometheus holds a write-only token.
+    let (tmp, s) = server_with(&hook, TOKENS, Some("oncall-admin-token"));
     let dir = tmp.path().join("prom");
     std::fs::create_dir_all(&dir).unwrap();
     let target = s.base.trim_start_matches("http://");
@@ -556,7 +619,7 @@ fn prometheus_delivers_its_alerts_through_alertd_to_a_webhook() {
         dir.join("prometheus.yml"),
         format!(
             "global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\n\
-             alerting:\n  alertmanagers:\n  - api_version: v2\n    static_configs:\n    - targets: ['{target}']\n"
+             alerting:\n  alertmanagers:\n  - api_version: v2\n    authorization:\n      credentials: prom-write-token\n    static_configs:\n    - targets: ['{target}']\n"
         ),
     )
     .unwrap();

@@ -56,6 +56,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(super::am_api::get_silence).delete(super::am_api::delete_silence),
         )
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            super::auth::require,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            super::auth::timeout,
+        ))
         .with_state(shared)
 }
 

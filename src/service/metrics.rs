@@ -151,6 +151,10 @@ pub struct Metrics {
     pub api_alerts_invalid: Counter,
     /// Requests refused by token authentication, by reason.
     pub auth_failures: Family<AuthLabel, Counter>,
+    /// HTTP connections open.
+    pub http_connections: Gauge,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: Counter,
     registry: Registry,
 }
 
@@ -203,6 +207,8 @@ impl Metrics {
             api_alerts_received: Counter::default(),
             api_alerts_invalid: Counter::default(),
             auth_failures: Family::default(),
+            http_connections: Gauge::default(),
+            tls_handshake_failures: Counter::default(),
             registry: Registry::with_prefix("alertd"),
         };
         let r = &mut m.registry;
@@ -253,6 +259,16 @@ impl Metrics {
             "auth_failures",
             "Requests refused by token authentication, by reason",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "http_connections",
+            "HTTP connections open",
+            m.http_connections.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
         );
         r.register(
             "http_requests",

@@ -6,8 +6,10 @@
 //! full) → engine thread evaluates rules and passes events to the storage writer → SQLite.
 
 pub mod am_api;
+pub mod auth;
 pub mod engine_thread;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 
 use std::path::PathBuf;
@@ -36,6 +38,9 @@ pub enum ServiceError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("{0}")]
+    Tls(#[from] listener::TlsError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -80,6 +85,8 @@ pub struct Shared {
     pub receivers: Arc<RwLock<Arc<Receivers>>>,
     /// When the service started, Unix ns.
     pub started_ns: i64,
+    /// Token authentication (off when no token is configured).
+    pub auth: auth::Auth,
 }
 
 /// Points a write accepted, normalized to nanosecond timestamps, for recorders.
@@ -244,6 +251,12 @@ impl Shared {
 /// Runs the service until SIGINT or SIGTERM.
 pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), ServiceError> {
     let metrics = Arc::new(Metrics::new());
+    // TLS first: a bad certificate stops the start before anything else happens.
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(listener::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let tls_on = tls.is_some();
     let storage = Storage::open(&config.database_path()).await?;
     let stored = storage.alert_states().await?;
 
@@ -314,6 +327,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         manager: event_tx.clone(),
         receivers: receivers_lock,
         started_ns: crate::clock::now_ns(),
+        auth: auth::Auth::new(&config.auth),
     });
     let engine =
         engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)
@@ -325,7 +339,15 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
             addr: config.listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(ServiceError::Serve)?;
+    let listener = listener::Listener::start(listener, &config.http, tls, metrics.clone())
+        .map_err(ServiceError::Serve)?;
+    let addr = axum::serve::Listener::local_addr(&listener).map_err(ServiceError::Serve)?;
+    if !shared.auth.enabled() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %addr,
+            "Listening beyond loopback with no [auth] tokens: anyone who can reach this port can write data, read alerts and change silences. Configure [[auth.tokens]]."
+        );
+    }
     shared.ready.store(true, Ordering::Relaxed);
     let rules = shared.rules().iter().filter(|r| r.running).count();
     tracing::info!(
@@ -334,6 +356,8 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         database = %config.database_path().display(),
         rules_dir = %config.rules_dir.display(),
         rules,
+        tls = tls_on,
+        tokens = config.auth.tokens.len(),
         "alertd listening."
     );
 

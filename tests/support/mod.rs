@@ -20,6 +20,16 @@ pub struct Server {
 impl Server {
     /// Starts the binary with `config` (TOML, without `listen`) in `dir`, on a free port.
     pub fn start(dir: &Path, config: &str) -> Server {
+        let client = Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        Server::start_with(dir, config, "http", client)
+    }
+
+    /// As [`Server::start`], reached with `scheme` and `client` (which carries any token or
+    /// TLS root the configuration requires, for the readiness check and later calls).
+    pub fn start_with(dir: &Path, config: &str, scheme: &str, client: Client) -> Server {
         let cfg = dir.join("alertd.toml");
         std::fs::write(
             &cfg,
@@ -59,11 +69,8 @@ impl Server {
             .expect("alertd logs its listen address");
         let server = Server {
             child,
-            base: format!("http://{addr}"),
-            client: Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            base: format!("{scheme}://{addr}"),
+            client,
         };
         server.wait_ready();
         server
