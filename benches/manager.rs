@@ -35,6 +35,7 @@ fn spec(matchers: Vec<String>) -> SilenceSpec {
         recurrence: None,
         duration_ns: None,
         location: None,
+        until_resolved: None,
     }
 }
 

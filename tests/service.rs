@@ -216,7 +216,7 @@ fn reload_keeps_unchanged_rules_and_the_old_version_of_a_broken_one() {
     let r = s.client.post(s.url("/-/reload")).send().unwrap();
     assert_eq!(r.status(), 200);
     let rules = s.json("/api/v1/rules");
-    let names: Vec<&str> = rules["rules"]
+    let names: Vec<&str> = rules["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -239,7 +239,7 @@ fn reload_keeps_unchanged_rules_and_the_old_version_of_a_broken_one() {
     let r = s.client.post(s.url("/-/reload")).send().unwrap();
     assert_eq!(r.status(), 500);
     let rules = s.json("/api/v1/rules");
-    let cpu = &rules["rules"][0];
+    let cpu = &rules["items"][0];
     assert_eq!(cpu["status"], "error");
     assert_eq!(cpu["running"], true);
     assert!(
@@ -274,7 +274,7 @@ fn alert_levels_survive_kill_9() {
     s.kill9();
 
     let s = Server::start(&dir, "");
-    let stored = s.json("/api/v1/alerts");
+    let stored = s.json("/api/v1/rules/cpu");
     assert_eq!(stored["alerts"][0]["level"], "CRITICAL");
     // Still critical: nothing new fires.
     s.write(
@@ -575,7 +575,7 @@ fn sighup_reloads_rules() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rules = s.json("/api/v1/rules");
-        if rules["rules"]
+        if rules["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -714,11 +714,11 @@ stream
     );
     // Both notifications (post and log) are marked sent in the outbox.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while s.json("/api/v1/alerts")["notifications"]["sent"] != 2 {
+    while s.json("/api/v1/notifications")["counts"]["sent"] != 2 {
         assert!(
             Instant::now() < deadline,
             "{}",
-            s.json("/api/v1/alerts")["notifications"]
+            s.json("/api/v1/notifications")["counts"]
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -766,6 +766,7 @@ impl Dispatcher {
 
     /// Purges expired silences and log entries; resolves posted alerts past their end.
     async fn maintenance(&mut self) {
+        self.expire_resolved_acks().await;
         let now = now_ns();
         let mut changes = Changes::default();
         for id in self
@@ -793,6 +794,30 @@ impl Dispatcher {
         self.inhibitor_dirty = true;
         self.write(changes).await;
         self.update_gauges();
+    }
+
+    /// Expires acknowledgements (silences until an alert resolves) whose alert has resolved or
+    /// is gone.
+    async fn expire_resolved_acks(&mut self) {
+        let now = now_ns();
+        let done: Vec<String> = self
+            .silences
+            .iter()
+            .filter(|s| {
+                s.spec.until_resolved.as_deref().is_some_and(|fp| {
+                    u64::from_str_radix(fp, 16)
+                        .ok()
+                        .and_then(|fp| self.alerts.get(&fp))
+                        .is_none_or(|a| a.resolved_at(now))
+                })
+            })
+            .filter(|s| s.state(now) != SilenceState::Expired)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in done {
+            tracing::info!(silence = %id, "Acknowledged alert resolved; its silence expires.");
+            let _ = self.on_expire_silence(id).await;
+        }
     }
 
     fn update_gauges(&self) {
@@ -938,10 +963,14 @@ impl Dispatcher {
                     let Some(msg) = msg else { break };
                     self.metrics.manager_queue_depth.set(rx.len() as i64);
                     match msg {
-                        Msg::Rule(ev) => self.on_rule(*ev).await,
+                        Msg::Rule(ev) => {
+                            self.on_rule(*ev).await;
+                            self.expire_resolved_acks().await;
+                        }
                         Msg::Post(alerts, done) => {
                             self.on_post(alerts).await;
                             let _ = done.send(());
+                            self.expire_resolved_acks().await;
                         }
                         Msg::SetSilence(id, spec, reply) => {
                             let r = self.on_set_silence(id, spec).await;

@@ -63,6 +63,10 @@ pub struct SilenceSpec {
     /// default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// For an acknowledgement: the fingerprint (16 hex digits) of the alert acknowledged; the
+    /// silence is expired once that alert has resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_resolved: Option<String>,
 }
 
 /// Why a silence is refused.
@@ -412,6 +416,7 @@ mod tests {
             recurrence: None,
             duration_ns: None,
             location: None,
+            until_resolved: None,
         }
     }
 

@@ -167,7 +167,10 @@ fn postable_alert(item: &Value, now: i64, timeout: i64) -> Result<Alert, String>
 
 /// Sends the dispatcher a message carrying a reply channel and waits for the reply; `None` when
 /// the dispatcher does not take or answer it within [`MANAGER_TIMEOUT`] (the caller answers 503).
-async fn request<T>(s: &Shared, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
+pub(crate) async fn request<T>(
+    s: &Shared,
+    msg: impl FnOnce(oneshot::Sender<T>) -> Msg,
+) -> Option<T> {
     let (tx, rx) = oneshot::channel();
     tokio::time::timeout(MANAGER_TIMEOUT, s.manager.send(msg(tx)))
         .await
@@ -176,11 +179,11 @@ async fn request<T>(s: &Shared, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> 
     tokio::time::timeout(MANAGER_TIMEOUT, rx).await.ok()?.ok()
 }
 
-async fn ask<T>(s: &Shared, q: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+pub(crate) async fn ask<T>(s: &Shared, q: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
     request(s, |tx| Msg::Query(q(tx))).await
 }
 
-fn alert_json(v: &AlertView) -> Value {
+pub(crate) fn alert_json(v: &AlertView) -> Value {
     let a = &v.alert;
     json!({
         "labels": a.labels,
@@ -221,7 +224,7 @@ fn flag(params: &[(String, String)], name: &str, default: bool) -> Result<bool, 
 }
 
 /// Splits a raw query string into its parameters (repeated ones kept in order).
-fn params(q: Option<&str>) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn params(q: Option<&str>) -> Result<Vec<(String, String)>, String> {
     serde_urlencoded::from_str(q.unwrap_or("")).map_err(|e| format!("query: {e}"))
 }
 
@@ -390,7 +393,7 @@ fn matcher_text(m: &ApiMatcher) -> String {
     )
 }
 
-fn silence_json(v: &SilenceView) -> Value {
+pub(crate) fn silence_json(v: &SilenceView) -> Value {
     let matchers: Vec<Value> = v
         .spec
         .matchers
@@ -481,6 +484,7 @@ pub async fn post_silence(State(s): State<Arc<Shared>>, body: Bytes) -> Response
         recurrence: p.recurrence,
         duration_ns,
         location: p.location,
+        until_resolved: None,
     };
     let id = p.id.filter(|i| !i.is_empty());
     match request(&s, |tx| Msg::SetSilence(id, spec, tx)).await {

@@ -34,8 +34,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/-/reload", post(reload))
-        .route("/api/v1/rules", get(rules))
-        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules", get(super::api_v1::rules))
+        .route("/api/v1/rules/{name}", get(super::api_v1::rule))
+        .route("/api/v1/alerts", get(super::api_v1::alerts))
+        .route("/api/v1/alerts/{fingerprint}", get(super::api_v1::alert))
+        .route("/api/v1/alerts/{fingerprint}/ack", post(super::api_v1::ack))
+        .route("/api/v1/events", get(super::api_v1::events))
+        .route("/api/v1/notifications", get(super::api_v1::notifications))
+        .route("/api/v1/silences", get(super::api_v1::silences))
         .route("/api/v1/record", get(record))
         .route(
             "/api/v2/alerts",
@@ -439,35 +445,6 @@ async fn reload(State(s): State<Arc<Shared>>) -> Response {
         "rules": status,
     });
     (code, axum::Json(body)).into_response()
-}
-
-async fn rules(State(s): State<Arc<Shared>>) -> Response {
-    let rules = s.rules();
-    axum::Json(json!({ "rules": rules })).into_response()
-}
-
-async fn alerts(State(s): State<Arc<Shared>>) -> Response {
-    match (
-        s.storage.alert_states().await,
-        s.storage.recent_events(100).await,
-        s.storage.outbox_counts().await,
-    ) {
-        (Ok(states), Ok(events), Ok(counts)) => {
-            // Notifications by delivery status: pending, sent, failed.
-            let notifications: serde_json::Map<String, serde_json::Value> =
-                counts.into_iter().map(|(k, v)| (k, json!(v))).collect();
-            axum::Json(json!({ "alerts": states, "recent_events": events, "notifications": notifications }))
-                .into_response()
-        }
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-            tracing::error!(error = %e, "Reading alerts failed.");
-            error_json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable",
-                None,
-            )
-        }
-    }
 }
 
 /// Parameters of a recording.

@@ -6,6 +6,7 @@
 //! full) → engine thread evaluates rules and passes events to the storage writer → SQLite.
 
 pub mod am_api;
+pub mod api_v1;
 pub mod auth;
 pub mod engine_thread;
 pub mod http;

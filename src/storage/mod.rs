@@ -631,6 +631,110 @@ impl Storage {
     }
 }
 
+/// A notification as the API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotificationView {
+    /// Outbox id.
+    pub id: i64,
+    /// When it was created, Unix ns.
+    pub created_ns: i64,
+    /// Delivery kind (`webhook`, `email`, `alerta`, `post`, `log`).
+    pub kind: String,
+    /// The receiver's name (empty for TICK handlers).
+    pub receiver: String,
+    /// URL, address or path it goes to.
+    pub target: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// Read-only queries of the API's history views.
+impl Storage {
+    /// Rule alert events, newest first, optionally of one rule and one alert id; with the total.
+    pub async fn events_page(
+        &self,
+        rule: Option<&str>,
+        alert_id: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<serde_json::Value>, i64), StorageError> {
+        let filter = "(?1 IS NULL OR task = ?1) AND (?2 IS NULL OR alert_id = ?2)";
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM alert_events WHERE {filter}"))
+            .bind(rule)
+            .bind(alert_id)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        let rows = sqlx::query(&format!(
+            "SELECT task, body FROM alert_events WHERE {filter} ORDER BY seq DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(rule)
+        .bind(alert_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(|r| {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(r.get::<&str, _>(1)).unwrap_or(serde_json::Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("rule".into(), r.get::<String, _>(0).into());
+                }
+                v
+            })
+            .collect();
+        Ok((items, total))
+    }
+
+    /// Notifications, newest first, optionally by status and by a text their body contains
+    /// (an alert's fingerprint); with the total.
+    pub async fn notifications_page(
+        &self,
+        status: Option<&str>,
+        contains: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<NotificationView>, i64), StorageError> {
+        let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR instr(body, ?2) > 0)";
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM outbox WHERE {filter}"))
+            .bind(status)
+            .bind(contains)
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        let rows = sqlx::query(&format!(
+            "SELECT id, created_ns, kind, receiver, target, status, attempts, last_error
+             FROM outbox WHERE {filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(status)
+        .bind(contains)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(|r| NotificationView {
+                id: r.get(0),
+                created_ns: r.get(1),
+                kind: r.get(2),
+                receiver: r.get(3),
+                target: r.get(4),
+                status: r.get(5),
+                attempts: r.get(6),
+                last_error: r.get(7),
+            })
+            .collect();
+        Ok((items, total))
+    }
+}
+
 /// Largest number of events committed in one transaction.
 const MAX_BATCH: usize = 512;
 

@@ -123,8 +123,8 @@ impl Server {
     pub fn wait_events(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let v = self.json("/api/v1/alerts");
-            let mut events = v["recent_events"].as_array().cloned().unwrap_or_default();
+            let v = self.json("/api/v1/events?limit=1000");
+            let mut events = v["items"].as_array().cloned().unwrap_or_default();
             events.reverse();
             if pred(&events) {
                 return events;
