@@ -6,6 +6,7 @@
 //! intervals (Alertmanager semantics); [`storage`] keeps alert state in SQLite; [`service`] is `alertd run` (HTTP edge,
 //! engine thread, metrics); [`cli`] holds the offline tools (`alertd check`, `alertd test`).
 
+pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;
