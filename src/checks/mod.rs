@@ -1,6 +1,8 @@
 //! Passive checks with Nagios semantics: results arrive over NRDP (`nrdp`), NSCA (`nsca`) or
 //! alertd's JSON API, become [`CheckResult`]s, and are turned into check states and alerts.
 
+pub mod state;
+
 /// One passive check result as it arrived, before any interpretation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckResult {
