@@ -55,6 +55,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Bearer tokens and their scopes; with none, every endpoint is open (bind to loopback).
     pub auth: AuthConfig,
+    /// Passive checks: SOFT/HARD attempts, freshness and flap detection.
+    pub checks: crate::checks::state::ChecksConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
+            checks: crate::checks::state::ChecksConfig::default(),
         }
     }
 }

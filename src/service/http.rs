@@ -42,6 +42,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/events", get(super::api_v1::events))
         .route("/api/v1/notifications", get(super::api_v1::notifications))
         .route("/api/v1/silences", get(super::api_v1::silences))
+        .route(
+            "/api/v1/checks",
+            get(super::checks::get).post(super::checks::post),
+        )
         .route("/api/v1/record", get(record))
         .route(
             "/api/v2/alerts",
@@ -187,6 +191,21 @@ fn ingest(
         .and_then(|v| v.to_str().ok());
     let body = decode_body(encoding, body, s.config.ingest.max_body_bytes)?;
     Ok(ingest_decoded(s, endpoint, db, rp, precision, body))
+}
+
+/// Queues line protocol produced inside the service (perfdata of passive checks) as if written
+/// to `/write?db={db}`; false when the engine queue is full (the points are dropped, counted as
+/// a rejected write of `endpoint`).
+pub(crate) fn ingest_internal(s: &Shared, endpoint: &str, db: &str, lines: String) -> bool {
+    let r = ingest_decoded(
+        s,
+        endpoint,
+        db,
+        "autogen",
+        Precision::Nanoseconds,
+        Bytes::from(lines),
+    );
+    !matches!(r, Outcome::Busy)
 }
 
 /// Validates a decoded line-protocol body and queues it for the engine.

@@ -151,6 +151,14 @@ pub struct Metrics {
     pub api_alerts_invalid: Counter,
     /// Requests refused by token authentication, by reason.
     pub auth_failures: Family<AuthLabel, Counter>,
+    /// Passive check results received (all intakes).
+    pub check_results: Counter,
+    /// Passive check results refused because the check queue was full (503 to the client).
+    pub check_results_dropped: Counter,
+    /// Checks that turned stale (no result within their interval).
+    pub checks_stale: Counter,
+    /// Alert changes posted to the alert manager by passive checks.
+    pub check_alerts: Counter,
     /// HTTP connections open.
     pub http_connections: Gauge,
     /// TLS handshakes that failed or timed out.
@@ -207,6 +215,10 @@ impl Metrics {
             api_alerts_received: Counter::default(),
             api_alerts_invalid: Counter::default(),
             auth_failures: Family::default(),
+            check_results: Counter::default(),
+            check_results_dropped: Counter::default(),
+            checks_stale: Counter::default(),
+            check_alerts: Counter::default(),
             http_connections: Gauge::default(),
             tls_handshake_failures: Counter::default(),
             registry: Registry::with_prefix("alertd"),
@@ -259,6 +271,26 @@ impl Metrics {
             "auth_failures",
             "Requests refused by token authentication, by reason",
             m.auth_failures.clone(),
+        );
+        r.register(
+            "check_results",
+            "Passive check results received",
+            m.check_results.clone(),
+        );
+        r.register(
+            "check_results_dropped",
+            "Passive check results refused because the check queue was full",
+            m.check_results_dropped.clone(),
+        );
+        r.register(
+            "checks_stale",
+            "Checks that turned stale for lack of results",
+            m.checks_stale.clone(),
+        );
+        r.register(
+            "check_alerts",
+            "Alert changes posted by passive checks",
+            m.check_alerts.clone(),
         );
         r.register(
             "http_connections",

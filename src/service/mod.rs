@@ -8,6 +8,7 @@
 pub mod am_api;
 pub mod api_v1;
 pub mod auth;
+pub mod checks;
 pub mod engine_thread;
 pub mod http;
 pub mod listener;
@@ -39,6 +40,9 @@ pub enum ServiceError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The `[checks]` settings are invalid.
+    #[error("{0}")]
+    Checks(#[from] crate::checks::state::ChecksConfigError),
     /// The TLS certificate or key is unusable.
     #[error("{0}")]
     Tls(#[from] listener::TlsError),
@@ -88,6 +92,8 @@ pub struct Shared {
     pub started_ns: i64,
     /// Token authentication (off when no token is configured).
     pub auth: auth::Auth,
+    /// The passive-check task's inbox.
+    pub checks: tokio::sync::mpsc::Sender<checks::CheckMsg>,
 }
 
 /// Points a write accepted, normalized to nanosecond timestamps, for recorders.
@@ -258,6 +264,8 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         _ => None,
     };
     let tls_on = tls.is_some();
+    let check_state = crate::checks::state::Checks::new(&config.checks, crate::clock::now_ns())?;
+    let (checks_tx, checks_rx) = tokio::sync::mpsc::channel(1024);
     let storage = Storage::open(&config.database_path()).await?;
     let stored = storage.alert_states().await?;
 
@@ -329,7 +337,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         receivers: receivers_lock,
         started_ns: crate::clock::now_ns(),
         auth: auth::Auth::new(&config.auth),
+        checks: checks_tx,
     });
+    tokio::spawn(checks::run(shared.clone(), check_state, checks_rx));
     let engine =
         engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)
             .map_err(ServiceError::Thread)?;

@@ -1,0 +1,413 @@
+//! The passive-check task of the service: takes [`CheckResult`]s from every intake (NRDP, NSCA,
+//! `POST /api/v1/checks`) through one bounded queue, applies Nagios semantics
+//! ([`crate::checks::state`]), posts the resulting alerts to the alert manager, turns perfdata
+//! into points (database `checks`, measurement `check`) for the rules, and runs freshness.
+//! Also the `/api/v1/checks` handlers.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::DateTime;
+use rustc_hash::FxHashMap;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shared;
+use crate::checks::CheckResult;
+use crate::checks::state::{AlertChange, CheckKey, Checks, Perf, StateType};
+use crate::clock::now_ns;
+use crate::manager::alert::{Alert, Source};
+use crate::manager::dispatch::Msg;
+use crate::manager::labels::{LabelSet, fingerprint};
+
+/// Messages of the check task.
+pub enum CheckMsg {
+    /// Results to apply.
+    Results(Vec<CheckResult>),
+    /// Every check's state, for the API.
+    List(oneshot::Sender<Vec<Value>>),
+}
+
+/// Labels of a check's alert.
+fn labels(c: &AlertChange) -> LabelSet {
+    let mut l = LabelSet::new();
+    let name = if c.flapping {
+        "Flapping".to_string()
+    } else {
+        c.key.service.clone().unwrap_or_else(|| "host".to_string())
+    };
+    l.insert("alertname".to_string(), name);
+    l.insert("host".to_string(), c.key.host.clone());
+    if let Some(s) = &c.key.service {
+        l.insert("service".to_string(), s.clone());
+    }
+    l.insert("severity".to_string(), c.severity.to_string());
+    l
+}
+
+fn alert(c: &AlertChange, labels: LabelSet, now: i64, ends: Option<i64>) -> Alert {
+    let mut ann = LabelSet::new();
+    let summary = if c.flapping {
+        format!(
+            "{} is flapping between states ({})",
+            c.key.service.as_deref().unwrap_or("host"),
+            c.state
+        )
+    } else {
+        c.output.summary.clone()
+    };
+    ann.insert("summary".to_string(), summary);
+    ann.insert("state".to_string(), c.state.to_string());
+    if !c.output.long.is_empty() {
+        ann.insert("long_output".to_string(), c.output.long.clone());
+    }
+    if !c.output.perfdata.is_empty() {
+        ann.insert("perfdata".to_string(), c.output.perfdata.clone());
+    }
+    Alert {
+        fingerprint: fingerprint(&labels),
+        labels,
+        annotations: ann,
+        starts_at: now,
+        ends_at: ends,
+        updated_at: now,
+        generator_url: String::new(),
+        source: Source::Check,
+        timeout: false,
+    }
+}
+
+/// Escapes a tag key or value of line protocol.
+fn tag(out: &mut String, s: &str) {
+    for ch in s.chars() {
+        if matches!(ch, ',' | '=' | ' ' | '\\') {
+            out.push('\\');
+        }
+        if ch == '\n' {
+            out.push(' ');
+        } else {
+            out.push(ch);
+        }
+    }
+}
+
+/// Perfdata as line protocol: `check,host=..,service=..,label=..,uom=.. value=..,warn=..`.
+fn perf_lines(out: &mut String, key: &CheckKey, perf: &[Perf], time_ns: i64) {
+    for p in perf {
+        out.push_str("check,host=");
+        tag(out, &key.host);
+        if let Some(s) = &key.service {
+            out.push_str(",service=");
+            tag(out, s);
+        }
+        if !p.label.is_empty() {
+            out.push_str(",label=");
+            tag(out, &p.label);
+        }
+        if !p.uom.is_empty() {
+            out.push_str(",uom=");
+            tag(out, &p.uom);
+        }
+        let _ = write!(out, " value={:?}", p.value);
+        for (n, v) in [
+            ("warn", p.warn),
+            ("crit", p.crit),
+            ("min", p.min),
+            ("max", p.max),
+        ] {
+            if let Some(v) = v {
+                let _ = write!(out, ",{n}={v:?}");
+            }
+        }
+        let _ = writeln!(out, " {time_ns}");
+    }
+}
+
+/// The task: runs until every sender is gone.
+pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver<CheckMsg>) {
+    // The labels each check's state alert fires with, so a change of severity resolves the old.
+    let mut firing: FxHashMap<(CheckKey, bool), LabelSet> = FxHashMap::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let changes: Vec<(Vec<AlertChange>, String)> = tokio::select! {
+            msg = rx.recv() => match msg {
+                None => return,
+                Some(CheckMsg::List(tx)) => {
+                    let _ = tx.send(list(&checks));
+                    continue;
+                }
+                Some(CheckMsg::Results(results)) => {
+                    let now = now_ns();
+                    let mut lines = String::new();
+                    let mut alerts = Vec::new();
+                    for r in &results {
+                        let o = checks.apply(r, now);
+                        let key = CheckKey { host: r.host.clone(), service: r.service.clone().filter(|s| !s.is_empty()) };
+                        perf_lines(&mut lines, &key, &o.perf, r.time_ns.unwrap_or(now));
+                        alerts.extend(o.alerts);
+                    }
+                    shared.metrics.check_results.inc_by(results.len() as u64);
+                    vec![(alerts, lines)]
+                }
+            },
+            _ = tick.tick() => {
+                let stale = checks.expire_stale(now_ns());
+                if stale.is_empty() {
+                    continue;
+                }
+                shared.metrics.checks_stale.inc_by(stale.len() as u64);
+                vec![(stale.into_iter().flat_map(|(_, o)| o.alerts).collect(), String::new())]
+            }
+        };
+        for (alerts, lines) in changes {
+            if !lines.is_empty() {
+                super::http::ingest_internal(&shared, "checks", "checks", lines);
+            }
+            if alerts.is_empty() {
+                continue;
+            }
+            let now = now_ns();
+            let mut post = Vec::with_capacity(alerts.len());
+            for c in &alerts {
+                let k = (c.key.clone(), c.flapping);
+                let l = labels(c);
+                if let Some(old) = firing.get(&k)
+                    && (*old != l || !c.firing)
+                {
+                    // Resolve what fired before (another severity, or the recovery itself).
+                    let mut resolved = alert(c, old.clone(), now, Some(now));
+                    resolved.annotations.insert("state".into(), c.state.into());
+                    post.push(resolved);
+                    firing.remove(&k);
+                }
+                if c.firing {
+                    post.push(alert(c, l.clone(), now, None));
+                    firing.insert(k, l);
+                }
+            }
+            shared.metrics.check_alerts.inc_by(post.len() as u64);
+            let (tx, done) = oneshot::channel();
+            if shared.manager.send(Msg::Post(post, tx)).await.is_err() {
+                return;
+            }
+            let _ = done.await;
+        }
+    }
+}
+
+fn list(checks: &Checks) -> Vec<Value> {
+    let mut v: Vec<(&CheckKey, Value)> = checks
+        .iter()
+        .map(|(k, c)| {
+            let host_check = k.service.is_none();
+            (
+                k,
+                json!({
+                    "host": k.host,
+                    "service": k.service,
+                    "state": c.state.name(host_check),
+                    "state_type": if c.state_type == StateType::Hard { "HARD" } else { "SOFT" },
+                    "attempt": c.attempt,
+                    "hard_state": c.hard_state.name(host_check),
+                    "summary": c.output.summary,
+                    "long_output": c.output.long,
+                    "perfdata": c.output.perfdata,
+                    "last_result": DateTime::from_timestamp_nanos(c.last_result_ns).to_rfc3339(),
+                    "last_change": DateTime::from_timestamp_nanos(c.last_change_ns).to_rfc3339(),
+                    "interval_seconds": c.interval_ns.map(|n| n / 1_000_000_000),
+                    "stale": c.stale,
+                    "flapping": c.flapping,
+                    "percent_state_change": (c.percent_change * 10.0).round() / 10.0,
+                }),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v.into_iter().map(|(_, j)| j).collect()
+}
+
+/// The check queue is full (the caller answers 503).
+#[derive(Debug, thiserror::Error)]
+#[error("the passive-check queue is full")]
+pub struct ChecksBusy;
+
+/// Queues results for the check task; refused (and counted) when it is behind, as the queue is
+/// bounded.
+pub fn submit(s: &Shared, results: Vec<CheckResult>) -> Result<(), ChecksBusy> {
+    let n = results.len() as u64;
+    s.checks.try_send(CheckMsg::Results(results)).map_err(|_| {
+        s.metrics.check_results_dropped.inc_by(n);
+        ChecksBusy
+    })
+}
+
+fn error(status: StatusCode, msg: impl Into<String>, field: Option<String>) -> Response {
+    (status, Json(json!({ "error": msg.into(), "field": field }))).into_response()
+}
+
+/// One item of `POST /api/v1/checks`.
+fn parse_item(v: &Value, now: i64) -> Result<CheckResult, (String, String)> {
+    let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+    let Value::Object(o) = v else {
+        return err("", "must be an object");
+    };
+    for k in o.keys() {
+        if !matches!(
+            k.as_str(),
+            "host" | "service" | "status" | "output" | "ttl" | "time"
+        ) {
+            return err(
+                k,
+                "unknown field (expected host, service, status, output, ttl, time)",
+            );
+        }
+    }
+    let host = match &o.get("host") {
+        Some(Value::String(h)) if !h.is_empty() => h.clone(),
+        _ => return err("host", "required, a non-empty string"),
+    };
+    let service = match o.get("service") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => {
+            return err(
+                "service",
+                "must be a non-empty string (omit it for a host check)",
+            );
+        }
+    };
+    let code = match o.get("status").and_then(Value::as_i64) {
+        Some(c) if (0..=255).contains(&c) => c as i32,
+        _ => return err("status", "required, the plugin exit code (0 to 255)"),
+    };
+    let output = match o.get("output") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        _ => return err("output", "must be a string"),
+    };
+    let ttl_ns = match o.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => {
+            match crate::rules::parser::parse_duration(t).filter(|n| *n > 0) {
+                Some(n) => Some(n),
+                None => return err("ttl", "must be a duration such as 5m"),
+            }
+        }
+        Some(Value::Number(n)) => match n.as_f64().filter(|f| *f > 0.0) {
+            Some(f) => Some((f * 1e9) as i64),
+            None => return err("ttl", "must be positive seconds or a duration"),
+        },
+        _ => return err("ttl", "must be seconds or a duration such as 5m"),
+    };
+    let time_ns = match o.get("time") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => match DateTime::parse_from_rfc3339(t) {
+            Ok(t) => t.timestamp_nanos_opt(),
+            Err(_) => return err("time", "must be an RFC 3339 time"),
+        },
+        Some(Value::Number(n)) => n.as_f64().map(|s| (s * 1e9) as i64),
+        _ => return err("time", "must be an RFC 3339 time or Unix seconds"),
+    };
+    let _ = now;
+    Ok(CheckResult {
+        host,
+        service,
+        code,
+        output,
+        time_ns,
+        ttl_ns,
+        via: "api",
+    })
+}
+
+/// `POST /api/v1/checks`: one result object or a list. Valid items are applied even when
+/// others are not; the answer then is 400 with each problem by index and field.
+pub async fn post(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not JSON: {e}"),
+                Some("body".into()),
+            );
+        }
+    };
+    let items = match v {
+        Value::Array(a) => a,
+        o @ Value::Object(_) => vec![o],
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "must be a result object or a list of them",
+                Some("body".into()),
+            );
+        }
+    };
+    let now = now_ns();
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_item(item, now) {
+            Ok(r) => ok.push(r),
+            Err((field, msg)) => errors.push(json!({ "index": i, "field": field, "error": msg })),
+        }
+    }
+    let accepted = ok.len();
+    if !ok.is_empty() && submit(&s, ok).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "check results are queued beyond the limit; retry shortly",
+            None,
+        );
+    }
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let first = errors.first().cloned();
+    let mut out = json!({ "accepted": accepted, "errors": errors });
+    if let Some(f) = first {
+        out["error"] = json!(format!(
+            "{} of {} results rejected",
+            items.len() - accepted,
+            items.len()
+        ));
+        out["field"] = json!(format!(
+            "[{}].{}",
+            f["index"],
+            f["field"].as_str().unwrap_or("")
+        ));
+    }
+    (status, Json(out)).into_response()
+}
+
+/// `GET /api/v1/checks`: every check with its state, SOFT/HARD, last result and freshness.
+pub async fn get(State(s): State<Arc<Shared>>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if s.checks.send(CheckMsg::List(tx)).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "checks are not running",
+            None,
+        );
+    }
+    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        Ok(Ok(items)) => {
+            let total = items.len();
+            Json(json!({ "items": items, "total": total })).into_response()
+        }
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the check task is busy",
+            None,
+        ),
+    }
+}

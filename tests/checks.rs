@@ -1,0 +1,215 @@
+//! Passive checks through the real binary: results posted to `/api/v1/checks` become check
+//! states, alerts in the alert manager (and notifications), and perfdata points a rule can use;
+//! SOFT/HARD attempts, freshness, per-item errors.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Receiver, Server, workdir};
+
+/// A rule on perfdata: the `check` measurement of database `checks`.
+const PERF_RULE: &str = r#"
+stream
+    |from()
+        .database('checks')
+        .measurement('check')
+        .groupBy('host', 'label')
+    |alert()
+        .id('perf/{{ index .Tags "host" }}/{{ index .Tags "label" }}')
+        .crit(lambda: "value" > "crit")
+"#;
+
+fn start(hook: &Receiver, extra: &str) -> (tempfile::TempDir, Server) {
+    let (tmp, dir) = workdir(&[("perf.tick", PERF_RULE)]);
+    std::fs::create_dir_all(dir.join("receivers")).unwrap();
+    std::fs::write(
+        dir.join("receivers/r.toml"),
+        format!(
+            "[route]\nreceiver = \"hook\"\ngroup_by = [\"...\"]\ngroup_wait = \"100ms\"\n\
+             [[receivers]]\nname = \"hook\"\n[receivers.webhook]\nurl = \"http://{}/\"\n",
+            hook.addr
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&dir, extra);
+    (tmp, s)
+}
+
+fn post(s: &Server, body: Value) -> (u16, Value) {
+    let r = s
+        .client
+        .post(s.url("/api/v1/checks"))
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+fn alerts(s: &Server) -> Vec<Value> {
+    // Check alerts only, not the perfdata rule's.
+    s.json("/api/v2/alerts?filter=host%3D~%22web.*%22&filter=alertname!%3D%22perf%22")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn results_become_states_alerts_notifications_and_points() {
+    let hook = Receiver::start(vec![200]);
+    let (_tmp, s) = start(&hook, "");
+    let (code, body) = post(
+        &s,
+        json!([
+            {"host": "web1", "service": "disk", "status": 2,
+             "output": "DISK CRITICAL - /var 97% | var=97%;90;95;0;100\\n/var/log is 40G"},
+            {"host": "web1", "status": 0, "output": "PING OK"},
+            {"host": "", "service": "x", "status": 0},
+            {"host": "web2", "service": "x", "status": "bad"},
+            {"host": "web2", "service": "x", "status": 0, "color": "red"},
+        ]),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["accepted"], 2);
+    let errors: Vec<(i64, String)> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_i64().unwrap(),
+                e["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (2, "host".into()),
+            (3, "status".into()),
+            (4, "color".into())
+        ]
+    );
+    assert_eq!(body["field"], "[2].host");
+
+    // The alert, with Nagios's split of the output.
+    let a = wait_for("the disk alert", 10, || {
+        alerts(&s)
+            .into_iter()
+            .find(|a| a["labels"]["service"] == "disk")
+    });
+    assert_eq!(
+        a["labels"],
+        json!({"alertname": "disk", "host": "web1", "service": "disk", "severity": "critical"})
+    );
+    assert_eq!(a["annotations"]["summary"], "DISK CRITICAL - /var 97%");
+    assert_eq!(a["annotations"]["long_output"], "/var/log is 40G");
+    assert_eq!(a["annotations"]["perfdata"], "var=97%;90;95;0;100");
+    assert_eq!(a["annotations"]["state"], "CRITICAL");
+    // The host is UP: no alert for it.
+    assert!(
+        !alerts(&s)
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "host")
+    );
+    // A notification through the routing tree.
+    wait_for("the notification", 10, || {
+        let reqs = hook.requests.lock().unwrap().clone();
+        reqs.iter()
+            .any(|(_, b)| b.contains("DISK CRITICAL"))
+            .then_some(())
+    });
+
+    // The check list.
+    let checks = s.json("/api/v1/checks");
+    let disk = checks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "disk")
+        .unwrap()
+        .clone();
+    assert_eq!(disk["state"], "CRITICAL");
+    assert_eq!(disk["state_type"], "HARD");
+
+    // Perfdata became a point: the rule on `check` fired (97 > crit 95).
+    s.wait_events("the perfdata rule", |e| {
+        e.iter()
+            .any(|e| e["id"] == "perf/web1/var" && e["level"] == "CRITICAL")
+    });
+
+    // Recovery: a WARNING first resolves the critical alert and fires a warning one.
+    post(
+        &s,
+        json!({"host": "web1", "service": "disk", "status": 1, "output": "DISK WARNING"}),
+    );
+    wait_for("the warning", 10, || {
+        let all = alerts(&s);
+        (all.len() == 1 && all[0]["labels"]["severity"] == "warning").then_some(())
+    });
+    post(
+        &s,
+        json!({"host": "web1", "service": "disk", "status": 0, "output": "DISK OK"}),
+    );
+    wait_for("the recovery", 10, || alerts(&s).is_empty().then_some(()));
+}
+
+#[test]
+fn soft_states_until_max_check_attempts_and_freshness() {
+    let hook = Receiver::start(vec![200]);
+    let (_tmp, s) = start(
+        &hook,
+        "[[checks.rules]]\nservice = \"http\"\nmax_check_attempts = 3\n",
+    );
+    let r = json!({"host": "web9", "service": "http", "status": 2, "output": "HTTP CRITICAL"});
+    post(&s, r.clone());
+    post(&s, r.clone());
+    let checks = s.json("/api/v1/checks");
+    assert_eq!(checks["items"][0]["state_type"], "SOFT");
+    assert_eq!(checks["items"][0]["attempt"], 2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alerts(&s).is_empty(), "SOFT problems do not alert");
+    post(&s, r);
+    wait_for("the HARD alert", 10, || {
+        (!alerts(&s).is_empty()).then_some(())
+    });
+
+    // A check with a ttl that falls silent turns UNKNOWN, saying for how long.
+    post(
+        &s,
+        json!({"host": "web8", "service": "backup", "status": 0, "output": "OK", "ttl": "1s"}),
+    );
+    let a = wait_for("the stale alert", 10, || {
+        alerts(&s)
+            .into_iter()
+            .find(|a| a["labels"]["service"] == "backup")
+    });
+    assert_eq!(a["labels"]["severity"], "unknown");
+    let summary = a["annotations"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("no result for ") && summary.ends_with("(expected every 1s)"),
+        "{summary}"
+    );
+    let checks = s.json("/api/v1/checks");
+    let backup = checks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "backup")
+        .unwrap()
+        .clone();
+    assert_eq!(backup["stale"], true);
+    assert!(support::metric(&s.metrics(), "alertd_checks_stale_total") >= 1.0);
+}
