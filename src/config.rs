@@ -57,6 +57,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Passive checks: SOFT/HARD attempts, freshness and flap detection.
     pub checks: crate::checks::state::ChecksConfig,
+    /// The host registry: which tag names a host, when a silent host is forgotten.
+    pub hosts: crate::hosts::HostsConfig,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             checks: crate::checks::state::ChecksConfig::default(),
+            hosts: crate::hosts::HostsConfig::default(),
         }
     }
 }
@@ -380,7 +383,7 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Durations written as `15m`, `5s`, `250ms`.
-mod duration_str {
+pub(crate) mod duration_str {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 

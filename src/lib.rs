@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod hosts;
 pub mod ingest;
 pub mod manager;
 pub mod receivers;

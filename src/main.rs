@@ -40,6 +40,8 @@ enum Command {
     /// Load generator for the alert manager: silences and alerts over the Alertmanager v2 API,
     /// webhooks received by the bench itself.
     BenchAlerts(cli::bench_alerts::BenchAlertsArgs),
+    /// The host registry of a running service: list, or retire a host removed on purpose.
+    Host(cli::host::HostArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -69,6 +71,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Record(args) => cli::record::run(&args)?,
         Command::Bench(args) => cli::bench::run(&args)?,
         Command::BenchAlerts(args) => cli::bench_alerts::run(&args)?,
+        Command::Host(args) => cli::host::run(&args)?,
     };
     Ok(code)
 }

@@ -166,6 +166,8 @@ fn every_endpoint_refuses_missing_unknown_and_unscoped_tokens() {
         c("GET", "/api/v1/rules/none", "", READ, WRITE, 404),
         c("GET", "/api/v1/events", "", READ, WRITE, 200),
         c("GET", "/api/v1/checks", "", READ, WRITE, 200),
+        c("GET", "/api/v1/hosts", "", READ, WRITE, 200),
+        c("DELETE", "/api/v1/hosts/nowhere", "", ADMIN, READ, 404),
         c(
             "POST",
             "/api/v1/checks",

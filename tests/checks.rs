@@ -213,3 +213,61 @@ fn soft_states_until_max_check_attempts_and_freshness() {
     assert_eq!(backup["stale"], true);
     assert!(support::metric(&s.metrics(), "alertd_checks_stale_total") >= 1.0);
 }
+
+#[test]
+fn hosts_are_registered_stored_and_retired_without_paging() {
+    let hook = Receiver::start(vec![200]);
+    let (tmp, s) = start(&hook, "");
+    post(
+        &s,
+        json!([
+            {"host": "web5", "service": "disk", "status": 2, "output": "DISK CRITICAL", "ttl": "2s"},
+            {"host": "web6", "service": "disk", "status": 0, "output": "DISK OK"},
+        ]),
+    );
+    let hosts = wait_for("both hosts", 10, || {
+        let h = s.json("/api/v1/hosts");
+        (h["total"] == 2).then_some(h)
+    });
+    assert_eq!(hosts["items"][0]["name"], "web5");
+    assert_eq!(hosts["items"][0]["sources"], json!(["checks"]));
+    wait_for("the disk alert of web5", 10, || {
+        (!alerts(&s).is_empty()).then_some(())
+    });
+
+    // Stored: after a kill -9 and restart the registry is still there (rows are written every
+    // 5 s).
+    std::thread::sleep(Duration::from_millis(5500));
+    s.kill9();
+    let s = Server::start(tmp.path(), "");
+    assert_eq!(s.json("/api/v1/hosts")["total"], 2);
+
+    // Retire web5 from the command line: its alert resolves, marked retired, and its check
+    // (whose ttl would otherwise turn it stale) is gone.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alertd"))
+        .args(["host", "retire", "web5", "--url", &s.base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("retired web5: 1 alerts resolved"), "{text}");
+    assert!(alerts(&s).is_empty());
+    let all = s.json("/api/v1/alerts?state=resolved&filter=host%3Dweb5");
+    assert_eq!(all["items"][0]["annotations"]["retired"], "host retired");
+    let hosts = s.json("/api/v1/hosts");
+    assert_eq!(hosts["total"], 1);
+    assert_eq!(hosts["items"][0]["name"], "web6");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        alerts(&s).is_empty(),
+        "a retired host's checks never turn stale"
+    );
+    // Unknown host.
+    let r = s.client.delete(s.url("/api/v1/hosts/web5")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "name");
+}

@@ -1,9 +1,10 @@
 //! The command line tools: `alertd check`, `alertd test`, `alertd record`, `alertd bench`,
-//! `alertd bench-alerts`, and their errors.
+//! `alertd bench-alerts`, `alertd host`, and their errors.
 
 pub mod bench;
 pub mod bench_alerts;
 pub mod check;
+pub mod host;
 pub mod record;
 pub mod test;
 

@@ -69,6 +69,8 @@ pub enum Msg {
     Query(Query),
     /// New receivers and routing.
     Reload(Arc<Receivers>),
+    /// A host was retired: resolve its alerts (label `host`), answering how many.
+    Retire(String, oneshot::Sender<usize>),
 }
 
 /// Reads for the APIs and UI.
@@ -796,6 +798,35 @@ impl Dispatcher {
         self.update_gauges();
     }
 
+    /// Resolves every unresolved alert of a retired host, marked with a `retired` annotation:
+    /// a planned removal, not a failure.
+    async fn on_retire(&mut self, host: &str) -> usize {
+        let now = Instant::now();
+        let now_ns = now_ns();
+        let mine: Vec<Alert> = self
+            .alerts
+            .values()
+            .filter(|a| !a.resolved_at(now_ns) && a.labels.get("host").is_some_and(|h| h == host))
+            .cloned()
+            .collect();
+        let n = mine.len();
+        let mut changes = Changes::default();
+        for mut a in mine {
+            a.ends_at = Some(now_ns);
+            a.updated_at = now_ns;
+            a.timeout = false;
+            a.annotations
+                .insert("retired".to_string(), "host retired".to_string());
+            if let Source::Rule { rule, key, .. } = &a.source {
+                self.rule_alerts.remove(&(rule.clone(), key.clone()));
+            }
+            self.store_resolved(a, &mut changes, now, now_ns);
+        }
+        self.write(changes).await;
+        self.update_gauges();
+        n
+    }
+
     /// Expires acknowledgements (silences until an alert resolves) whose alert has resolved or
     /// is gone.
     async fn expire_resolved_acks(&mut self) {
@@ -982,6 +1013,10 @@ impl Dispatcher {
                         }
                         Msg::Query(q) => self.answer(q),
                         Msg::Reload(cfg) => self.apply_config(cfg),
+                        Msg::Retire(host, reply) => {
+                            let n = self.on_retire(&host).await;
+                            let _ = reply.send(n);
+                        }
                     }
                 }
                 () = tokio::time::sleep_until(next) => self.flush_due().await,

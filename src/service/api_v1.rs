@@ -38,7 +38,7 @@ fn bad(msg: impl Into<String>, field: &str) -> Response {
 /// A request parameter or body field that is wrong: 400 naming it.
 #[derive(Debug, thiserror::Error)]
 #[error("{field}: {msg}")]
-struct BadInput {
+pub(crate) struct BadInput {
     msg: String,
     field: String,
 }
@@ -82,13 +82,13 @@ struct Page {
 }
 
 /// The query parameters of a list: its page and the other parameters by name.
-struct ListQuery {
+pub(crate) struct ListQuery {
     page: Page,
     params: Vec<(String, String)>,
 }
 
 impl ListQuery {
-    fn parse(q: Option<&str>) -> Result<ListQuery, BadInput> {
+    pub(crate) fn parse(q: Option<&str>) -> Result<ListQuery, BadInput> {
         let params = params(q).map_err(|e| BadInput::new(e, "query"))?;
         let num = |name: &str, default: usize, min: usize, max: usize| match params
             .iter()
@@ -123,7 +123,7 @@ impl ListQuery {
     }
 
     /// One page of `items` as the list answer.
-    fn answer(&self, items: Vec<Value>) -> Value {
+    pub(crate) fn answer(&self, items: Vec<Value>) -> Value {
         let total = items.len();
         let page: Vec<Value> = items
             .into_iter()

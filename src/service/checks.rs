@@ -31,6 +31,8 @@ pub enum CheckMsg {
     Results(Vec<CheckResult>),
     /// Every check's state, for the API.
     List(oneshot::Sender<Vec<Value>>),
+    /// Forget every check of a retired host (its freshness stops), answering how many.
+    Forget(String, oneshot::Sender<usize>),
 }
 
 /// Labels of a check's alert.
@@ -142,6 +144,12 @@ pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver
                     let _ = tx.send(list(&checks));
                     continue;
                 }
+                Some(CheckMsg::Forget(host, tx)) => {
+                    let n = checks.forget_host(&host);
+                    firing.retain(|(k, _), _| k.host != host);
+                    let _ = tx.send(n);
+                    continue;
+                }
                 Some(CheckMsg::Results(results)) => {
                     let now = now_ns();
                     let mut lines = String::new();
@@ -153,6 +161,10 @@ pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver
                         alerts.extend(o.alerts);
                     }
                     shared.metrics.check_results.inc_by(results.len() as u64);
+                    let mut hosts: Vec<String> = results.iter().map(|r| r.host.clone()).collect();
+                    hosts.sort_unstable();
+                    hosts.dedup();
+                    super::hosts::seen(&shared, hosts, 1);
                     vec![(alerts, lines)]
                 }
             },

@@ -42,6 +42,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/events", get(super::api_v1::events))
         .route("/api/v1/notifications", get(super::api_v1::notifications))
         .route("/api/v1/silences", get(super::api_v1::silences))
+        .route("/api/v1/hosts", get(super::hosts::list))
+        .route(
+            "/api/v1/hosts/{name}",
+            axum::routing::delete(super::hosts::delete),
+        )
         .route(
             "/api/v1/checks",
             get(super::checks::get).post(super::checks::post),

@@ -159,6 +159,12 @@ pub struct Metrics {
     pub checks_stale: Counter,
     /// Alert changes posted to the alert manager by passive checks.
     pub check_alerts: Counter,
+    /// Hosts in the registry.
+    pub hosts_known: Gauge,
+    /// Hosts retired (through the API or the forget time).
+    pub hosts_retired: Counter,
+    /// Host-registry updates dropped because its queue was full.
+    pub host_updates_dropped: Counter,
     /// HTTP connections open.
     pub http_connections: Gauge,
     /// TLS handshakes that failed or timed out.
@@ -219,6 +225,9 @@ impl Metrics {
             check_results_dropped: Counter::default(),
             checks_stale: Counter::default(),
             check_alerts: Counter::default(),
+            hosts_known: Gauge::default(),
+            hosts_retired: Counter::default(),
+            host_updates_dropped: Counter::default(),
             http_connections: Gauge::default(),
             tls_handshake_failures: Counter::default(),
             registry: Registry::with_prefix("alertd"),
@@ -291,6 +300,17 @@ impl Metrics {
             "check_alerts",
             "Alert changes posted by passive checks",
             m.check_alerts.clone(),
+        );
+        r.register(
+            "hosts_known",
+            "Hosts in the registry",
+            m.hosts_known.clone(),
+        );
+        r.register("hosts_retired", "Hosts retired", m.hosts_retired.clone());
+        r.register(
+            "host_updates_dropped",
+            "Host-registry updates dropped because its queue was full",
+            m.host_updates_dropped.clone(),
         );
         r.register(
             "http_connections",

@@ -10,6 +10,7 @@ pub mod api_v1;
 pub mod auth;
 pub mod checks;
 pub mod engine_thread;
+pub mod hosts;
 pub mod http;
 pub mod listener;
 pub mod metrics;
@@ -94,6 +95,10 @@ pub struct Shared {
     pub auth: auth::Auth,
     /// The passive-check task's inbox.
     pub checks: tokio::sync::mpsc::Sender<checks::CheckMsg>,
+    /// The host-registry task's inbox.
+    pub hosts: tokio::sync::mpsc::Sender<hosts::HostMsg>,
+    /// The storage writer's inbox.
+    pub writer: tokio::sync::mpsc::Sender<crate::storage::Changes>,
 }
 
 /// Points a write accepted, normalized to nanosecond timestamps, for recorders.
@@ -266,8 +271,10 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     let tls_on = tls.is_some();
     let check_state = crate::checks::state::Checks::new(&config.checks, crate::clock::now_ns())?;
     let (checks_tx, checks_rx) = tokio::sync::mpsc::channel(1024);
+    let (hosts_tx, hosts_rx) = tokio::sync::mpsc::channel(1024);
     let storage = Storage::open(&config.database_path()).await?;
     let stored = storage.alert_states().await?;
+    let registry = crate::hosts::Registry::from_rows(storage.load_hosts().await?);
 
     let receivers = Arc::new(crate::receivers::config::load_dir(&config.receivers_dir)?);
     let receivers_lock = Arc::new(RwLock::new(receivers.clone()));
@@ -276,6 +283,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     // One writer commits everything; the dispatcher turns alert events into notifications in
     // the outbox, and the delivery task sends them.
     let (write_tx, write_rx) = tokio::sync::mpsc::channel(65_536);
+    let writer_tx = write_tx.clone();
     let wake_delivery = Arc::new(tokio::sync::Notify::new());
     tokio::spawn(crate::storage::run_writer(
         storage.clone(),
@@ -338,7 +346,10 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         started_ns: crate::clock::now_ns(),
         auth: auth::Auth::new(&config.auth),
         checks: checks_tx,
+        hosts: hosts_tx,
+        writer: writer_tx,
     });
+    tokio::spawn(hosts::run(shared.clone(), registry, hosts_rx));
     tokio::spawn(checks::run(shared.clone(), check_state, checks_rx));
     let engine =
         engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)

@@ -170,6 +170,23 @@ pub struct Changes {
     pub silences: Vec<SilenceRow>,
     /// Silences purged.
     pub silence_deletes: Vec<String>,
+    /// Hosts seen (registry rows to upsert).
+    pub hosts: Vec<HostRow>,
+    /// Hosts retired.
+    pub host_deletes: Vec<String>,
+}
+
+/// A row of the host registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRow {
+    /// Host name.
+    pub name: String,
+    /// First seen, Unix ns.
+    pub first_seen_ns: i64,
+    /// Last seen, Unix ns.
+    pub last_seen_ns: i64,
+    /// Comma-separated sources (`metrics`, `checks`).
+    pub sources: String,
 }
 
 impl Changes {
@@ -183,6 +200,8 @@ impl Changes {
             && self.nflog_deletes.is_empty()
             && self.silences.is_empty()
             && self.silence_deletes.is_empty()
+            && self.hosts.is_empty()
+            && self.host_deletes.is_empty()
     }
 }
 
@@ -444,6 +463,24 @@ impl Storage {
                     .execute(&mut *tx)
                     .await?;
             }
+            for h in &c.hosts {
+                sqlx::query(
+                    "INSERT INTO hosts (name, first_seen_ns, last_seen_ns, sources) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (name) DO UPDATE SET last_seen_ns = excluded.last_seen_ns, sources = excluded.sources",
+                )
+                .bind(&h.name)
+                .bind(h.first_seen_ns)
+                .bind(h.last_seen_ns)
+                .bind(&h.sources)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for name in &c.host_deletes {
+                sqlx::query("DELETE FROM hosts WHERE name = ?")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -654,6 +691,22 @@ pub struct NotificationView {
 
 /// Read-only queries of the API's history views.
 impl Storage {
+    /// The host registry.
+    pub async fn load_hosts(&self) -> Result<Vec<HostRow>, StorageError> {
+        let rows = sqlx::query("SELECT name, first_seen_ns, last_seen_ns, sources FROM hosts")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| HostRow {
+                name: r.get(0),
+                first_seen_ns: r.get(1),
+                last_seen_ns: r.get(2),
+                sources: r.get(3),
+            })
+            .collect())
+    }
+
     /// Rule alert events, newest first, optionally of one rule and one alert id; with the total.
     pub async fn events_page(
         &self,
