@@ -20,3 +20,5 @@ pub struct CheckResult {
     /// Which intake it came through: `nrdp`, `nsca` or `api`.
     pub via: &'static str,
 }
+
+pub mod nsca;
