@@ -21,4 +21,5 @@ pub struct CheckResult {
     pub via: &'static str,
 }
 
+pub mod nrdp;
 pub mod nsca;
