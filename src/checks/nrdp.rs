@@ -577,6 +577,13 @@ fn type_attribute(e: &BytesStart<'_>, n: usize) -> Result<Option<String>, NrdpEr
 /// Parses NRDP's XML: a root element (`checkresults`) whose `checkresult` children each have
 /// a `type` attribute (`host`, the default, or `service`) and `hostname`, `servicename`,
 /// `state`, `output` and optionally `time` elements. Other elements are ignored, as NRDP does.
+///
+/// As in NRDP, a check result without `type` is a host check, and a host check's
+/// `servicename` is ignored. Unlike NRDP, which passes anything on to Nagios, a result without
+/// hostname or state, with a non-integer state or time, or of type service without
+/// servicename makes the whole request fail with an error naming it (nothing is taken), and
+/// spaces around hostname, servicename, state and time are dropped. `output` is kept as sent,
+/// with its `\n` escapes turned into newlines ([`unescape_output`]).
 pub fn parse_xml(xml: &str) -> Result<Vec<CheckResult>, NrdpError> {
     let mut reader = quick_xml::Reader::from_str(xml.trim_start());
     let mut results = Vec::new();
@@ -741,7 +748,7 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// Parses NRDP's JSON: `{"checkresults":[{"checkresult":{"type":"service"}, "hostname":..,
 /// "servicename":.., "state":.., "output":.., "time":..}, ...]}`, where `state` and `time`
-/// may be strings or numbers.
+/// may be strings or numbers. Validated as [`parse_xml`] validates.
 pub fn parse_json(json: &str) -> Result<Vec<CheckResult>, NrdpError> {
     let doc: Value = serde_json::from_str(json).map_err(|e| bad_json(e.to_string()))?;
     let list = match doc.get("checkresults") {
