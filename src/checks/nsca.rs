@@ -1161,6 +1161,20 @@ mod tests {
             task.abort();
         }
 
+        // Output longer than a packet holds is cut by the client to 4095 bytes (v3) or 511
+        // (legacy): the field sizes agree with the real client's.
+        let (addr, mut rx, _counters, task) = start(cfg(0, None, Duration::from_secs(5)), 16).await;
+        let long = "x".repeat(4500);
+        for (args, keep) in [(&[][..], 4095), (&["--legacy-2-7-mode"][..], 511)] {
+            let input = format!("host\tsvc\t3\t{long}\n");
+            let out = run_send_nsca(addr.port(), "encryption_method=0\n", args, &input).await;
+            assert_sent(&out, 1);
+            let r = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            let r = r.expect("in time").expect("result");
+            assert_eq!((r.code, r.output.len()), (3, keep), "{args:?}");
+        }
+        task.abort();
+
         // A client with another password: the packet fails the CRC and nothing is delivered.
         let (addr, mut rx, counters, task) =
             start(cfg(1, Some("s3cret-one"), Duration::from_secs(5)), 16).await;
