@@ -22,3 +22,6 @@ pub struct CheckResult {
     /// Which intake it came through: `nrdp`, `nsca` or `api`.
     pub via: &'static str,
 }
+
+pub mod nrdp;
+pub mod nsca;
