@@ -24,6 +24,10 @@ pub struct ChecksConfig {
     pub flap_low: f64,
     /// Per host/service settings; the first entry whose patterns match applies.
     pub rules: Vec<CheckRule>,
+    /// NRDP: accept check results at `POST /nrdp/` (on the main port).
+    pub nrdp: bool,
+    /// The NSCA intake for `send_nsca` (off unless `listen` is set).
+    pub nsca: super::nsca::NscaConfig,
 }
 
 impl Default for ChecksConfig {
@@ -33,6 +37,8 @@ impl Default for ChecksConfig {
             flap_high: 30.0,
             flap_low: 20.0,
             rules: Vec::new(),
+            nrdp: true,
+            nsca: super::nsca::NscaConfig::default(),
         }
     }
 }

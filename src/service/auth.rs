@@ -154,7 +154,9 @@ pub fn need(method: &Method, path: &str) -> Need {
             Need::Scope(Scope::Write)
         }
         "/api/v2/alerts" if !read_only => Need::Scope(Scope::Write),
-        "/nrdp" | "/nrdp/" | "/api/v1/checks" if !read_only => Need::Scope(Scope::Write),
+        // NRDP clients send their token in the form; the handler checks it.
+        "/nrdp" | "/nrdp/" => Need::Open,
+        "/api/v1/checks" if !read_only => Need::Scope(Scope::Write),
         _ if read_only => Need::Scope(Scope::Read),
         _ => Need::Scope(Scope::Admin),
     }

@@ -423,3 +423,131 @@ pub async fn get(State(s): State<Arc<Shared>>) -> Response {
         ),
     }
 }
+
+/// Starts the NSCA intake when `[checks.nsca] listen` is set: the server, and a task that
+/// batches its results into the check queue (waiting when it is full, so `send_nsca` clients
+/// wait instead of results being lost) and copies its counters to the metrics.
+pub async fn start_nsca(
+    shared: Arc<Shared>,
+) -> Result<Option<std::net::SocketAddr>, std::io::Error> {
+    use crate::checks::nsca;
+    let cfg = shared.config.checks.nsca.clone();
+    let Some(addr) = cfg.listen_addr() else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let local = listener.local_addr()?;
+    let counters = Arc::new(nsca::NscaCounters::default());
+    let (tx, mut rx) = mpsc::channel::<CheckResult>(1024);
+    tokio::spawn(nsca::serve(listener, Arc::new(cfg), tx, counters.clone()));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                r = rx.recv() => {
+                    let Some(first) = r else { return };
+                    let mut batch = vec![first];
+                    while batch.len() < 512 {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    if shared.checks.send(CheckMsg::Results(batch)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            let c = counters.snapshot();
+            let m = &shared.metrics;
+            use std::sync::atomic::Ordering::Relaxed;
+            for (result, v) in [
+                ("accepted", c.packets_accepted),
+                ("bad_crc", c.rejected_crc),
+                ("bad_version", c.rejected_version),
+                ("bad_packet", c.rejected_decode),
+            ] {
+                m.nsca_packets
+                    .get_or_create(&super::metrics::NscaLabel { result })
+                    .inner()
+                    .store(v, Relaxed);
+            }
+            m.nsca_connections.inner().store(c.connections, Relaxed);
+            m.nsca_timeouts.inner().store(c.timeouts, Relaxed);
+        }
+    });
+    Ok(Some(local))
+}
+
+/// `POST /nrdp/` (and `GET`, as NRDP takes either): NRDP's `submitcheck` and `hello`, with the
+/// `token` field checked against the `[auth]` tokens that have the `write` scope (with no
+/// tokens configured, any non-empty token is accepted, as on an open install). Answers as NRDP
+/// does: 200 with `status 0` or `status -1` and NRDP's message.
+pub async fn nrdp(
+    State(s): State<Arc<Shared>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+    body: Bytes,
+) -> Response {
+    use crate::checks::nrdp;
+    if !s.config.checks.nrdp {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NRDP is disabled ([checks] nrdp = false)",
+            None,
+        );
+    }
+    let mut pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).unwrap_or_default();
+    match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
+        Ok(p) => pairs.extend(p),
+        Err(e) => {
+            let form = nrdp::NrdpForm::from_pairs(pairs);
+            let r = nrdp::render_error(
+                form.format(),
+                &nrdp::NrdpError::NoData(format!("the form is not urlencoded: {e}")),
+            );
+            return ([(axum::http::header::CONTENT_TYPE, r.content_type)], r.body).into_response();
+        }
+    }
+    let form = nrdp::NrdpForm::from_pairs(pairs);
+    let tokens: Vec<String> = if s.auth.enabled() {
+        s.config
+            .auth
+            .tokens
+            .iter()
+            .filter(|t| t.scopes.contains(&crate::config::Scope::Write))
+            .map(|t| t.token.clone())
+            .collect()
+    } else {
+        form.token
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect()
+    };
+    let (resp, results) = nrdp::respond(&form, &tokens);
+    if s.auth.enabled() && results.is_empty() && resp.body.contains("TOKEN") {
+        let reason = if form.token.as_deref().unwrap_or("").is_empty() {
+            "missing"
+        } else {
+            "invalid"
+        };
+        s.metrics
+            .auth_failures
+            .get_or_create(&super::metrics::AuthLabel { reason })
+            .inc();
+    }
+    if !results.is_empty() && submit(&s, results).is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "check results are queued beyond the limit; retry shortly",
+            None,
+        );
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, resp.content_type)],
+        resp.body,
+    )
+        .into_response()
+}

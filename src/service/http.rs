@@ -42,6 +42,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/events", get(super::api_v1::events))
         .route("/api/v1/notifications", get(super::api_v1::notifications))
         .route("/api/v1/silences", get(super::api_v1::silences))
+        .route("/nrdp", post(super::checks::nrdp).get(super::checks::nrdp))
+        .route("/nrdp/", post(super::checks::nrdp).get(super::checks::nrdp))
         .route("/api/v1/hosts", get(super::hosts::list))
         .route(
             "/api/v1/hosts/{name}",

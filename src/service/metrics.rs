@@ -49,6 +49,13 @@ pub struct AuthLabel {
     pub reason: &'static str,
 }
 
+/// `result` label of NSCA packets: `accepted`, `bad_crc`, `bad_version`, `bad_packet`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NscaLabel {
+    /// What became of the packet.
+    pub result: &'static str,
+}
+
 /// `rule` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RuleLabel {
@@ -159,6 +166,12 @@ pub struct Metrics {
     pub checks_stale: Counter,
     /// Alert changes posted to the alert manager by passive checks.
     pub check_alerts: Counter,
+    /// NSCA packets by result.
+    pub nsca_packets: Family<NscaLabel, Counter>,
+    /// NSCA connections accepted.
+    pub nsca_connections: Counter,
+    /// NSCA connections closed by the idle timeout.
+    pub nsca_timeouts: Counter,
     /// Hosts in the registry.
     pub hosts_known: Gauge,
     /// Hosts retired (through the API or the forget time).
@@ -225,6 +238,9 @@ impl Metrics {
             check_results_dropped: Counter::default(),
             checks_stale: Counter::default(),
             check_alerts: Counter::default(),
+            nsca_packets: Family::default(),
+            nsca_connections: Counter::default(),
+            nsca_timeouts: Counter::default(),
             hosts_known: Gauge::default(),
             hosts_retired: Counter::default(),
             host_updates_dropped: Counter::default(),
@@ -300,6 +316,21 @@ impl Metrics {
             "check_alerts",
             "Alert changes posted by passive checks",
             m.check_alerts.clone(),
+        );
+        r.register(
+            "nsca_packets",
+            "NSCA packets by result",
+            m.nsca_packets.clone(),
+        );
+        r.register(
+            "nsca_connections",
+            "NSCA connections accepted",
+            m.nsca_connections.clone(),
+        );
+        r.register(
+            "nsca_timeouts",
+            "NSCA connections closed by the idle timeout",
+            m.nsca_timeouts.clone(),
         );
         r.register(
             "hosts_known",

@@ -41,6 +41,17 @@ pub enum ServiceError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The NSCA port could not be opened.
+    #[error("cannot listen for NSCA on {addr}: {source}")]
+    Nsca {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The `[checks.nsca]` settings are invalid.
+    #[error("checks.nsca: {0}")]
+    NscaConfig(#[from] crate::checks::nsca::NscaError),
     /// The `[checks]` settings are invalid.
     #[error("{0}")]
     Checks(#[from] crate::checks::state::ChecksConfigError),
@@ -350,6 +361,13 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         writer: writer_tx,
     });
     tokio::spawn(hosts::run(shared.clone(), registry, hosts_rx));
+    let nsca_addr =
+        checks::start_nsca(shared.clone())
+            .await
+            .map_err(|source| ServiceError::Nsca {
+                addr: config.checks.nsca.listen_addr().unwrap_or_default(),
+                source,
+            })?;
     tokio::spawn(checks::run(shared.clone(), check_state, checks_rx));
     let engine =
         engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)
@@ -379,6 +397,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         rules_dir = %config.rules_dir.display(),
         rules,
         tls = tls_on,
+        nsca = %nsca_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         tokens = config.auth.tokens.len(),
         "alertd listening."
     );
