@@ -40,6 +40,8 @@ enum Command {
     /// Load generator for the alert manager: silences and alerts over the Alertmanager v2 API,
     /// webhooks received by the bench itself.
     BenchAlerts(cli::bench_alerts::BenchAlertsArgs),
+    /// Load generator for passive checks: NSCA results from many connections.
+    BenchChecks(cli::bench_checks::BenchChecksArgs),
     /// The host registry of a running service: list, or retire a host removed on purpose.
     Host(cli::host::HostArgs),
 }
@@ -72,6 +74,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Bench(args) => cli::bench::run(&args)?,
         Command::BenchAlerts(args) => cli::bench_alerts::run(&args)?,
         Command::Host(args) => cli::host::run(&args)?,
+        Command::BenchChecks(args) => cli::bench_checks::run(&args)?,
     };
     Ok(code)
 }

@@ -531,8 +531,21 @@ where
     .await??;
 
     let password = cfg.password_bytes();
+    // The key stream of this connection: the same for every packet (both the IV and the
+    // password restart at each packet), so it is computed once and applied with a plain XOR.
+    let keys = (cfg.encryption == ENCRYPT_XOR).then(|| {
+        let mut k = vec![0u8; PACKET_SIZE];
+        xor_crypt(&mut k, &iv, password);
+        k
+    });
+    let decrypt = |buf: &mut [u8], from: usize| {
+        if let Some(k) = &keys {
+            for (b, k) in buf.iter_mut().zip(&k[from..]) {
+                *b ^= k;
+            }
+        }
+    };
     let mut raw = vec![0u8; PACKET_SIZE];
-    let mut work = vec![0u8; PACKET_SIZE];
     loop {
         // The first part, which may be a whole legacy packet.
         let got = with_timeout(
@@ -546,11 +559,11 @@ where
         if got < LEGACY_PACKET_SIZE {
             return Err(NscaError::Truncated { got });
         }
-        let legacy = &mut work[..LEGACY_PACKET_SIZE];
-        legacy.copy_from_slice(&raw[..LEGACY_PACKET_SIZE]);
-        crypt(legacy, cfg.encryption, &iv, password);
-        let packet = match check_decrypted(legacy) {
-            Ok(()) => parse_fields(legacy, LEGACY_OUTPUT_LEN),
+        // Decrypted in place once: a legacy packet and the start of a v3 one share the key
+        // stream's positions.
+        decrypt(&mut raw[..LEGACY_PACKET_SIZE], 0);
+        let packet = match check_decrypted(&raw[..LEGACY_PACKET_SIZE]) {
+            Ok(()) => parse_fields(&raw[..LEGACY_PACKET_SIZE], LEGACY_OUTPUT_LEN),
             Err(e @ NscaError::BadVersion(_)) => return Err(e),
             Err(legacy_err) => {
                 let rest = with_timeout(
@@ -567,10 +580,9 @@ where
                         got: LEGACY_PACKET_SIZE + rest,
                     });
                 }
-                work.copy_from_slice(&raw);
-                crypt(&mut work, cfg.encryption, &iv, password);
-                check_decrypted(&work)?;
-                parse_fields(&work, OUTPUT_LEN)
+                decrypt(&mut raw[LEGACY_PACKET_SIZE..], LEGACY_PACKET_SIZE);
+                check_decrypted(&raw)?;
+                parse_fields(&raw, OUTPUT_LEN)
             }
         };
         match packet {

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_alerts;
+pub mod bench_checks;
 pub mod check;
 pub mod host;
 pub mod record;
