@@ -144,8 +144,13 @@ pub struct Dispatcher {
     groups: FxHashMap<String, Group>,
     timers: BTreeSet<(Instant, String)>,
     silences: Silences,
+    /// Sources of the inhibition rules, kept current on every change of `alerts`.
     inhibitor: Inhibitor,
-    inhibitor_dirty: bool,
+    /// The `ends_at` last written to storage per alert (`i64::MAX`: none); see
+    /// [`end_write_may_wait`].
+    stored_ends: FxHashMap<u64, i64>,
+    /// When the firing-alerts gauge was last counted.
+    firing_counted: Option<Instant>,
     nflog: Log,
     writer: mpsc::Sender<Changes>,
     metrics: Arc<Metrics>,
@@ -180,6 +185,30 @@ pub fn alert_row(a: &Alert) -> AlertRow {
         source: serde_json::to_string(&a.source).unwrap_or_default(),
         timeout: a.timeout,
     }
+}
+
+/// Whether `new` differs from `old` at most in `ends_at` and `updated_at`.
+fn same_but_end(old: &Alert, new: &Alert) -> bool {
+    old.starts_at == new.starts_at
+        && old.timeout == new.timeout
+        && old.generator_url == new.generator_url
+        && old.source == new.source
+        && old.labels == new.labels
+        && old.annotations == new.annotations
+}
+
+/// Whether writing a later end of a firing alert may wait, given the end `stored` (Unix ns,
+/// `i64::MAX` for none) and the new end `end` at `now`: when the alert ends no sooner than
+/// stored and the stored end is still at least half as far ahead as the new one.
+///
+/// What this gives up after a crash: an alert restored from storage ends at its stored end,
+/// which is at worst halfway between the last write and the end it was last posted with. A
+/// sender re-posts well within that (Prometheus posts every evaluation with an end 4 resend
+/// intervals ahead), so a restored alert keeps firing until the next post extends it.
+/// Everything that changes what is notified (new alerts, changed content, an earlier or past
+/// end) is written at once.
+pub fn end_write_may_wait(stored: i64, end: i64, now: i64) -> bool {
+    end >= stored && stored > now && (stored - now) >= (end - now) / 2
 }
 
 fn alert_from_row(r: &AlertRow) -> Option<Alert> {
@@ -234,7 +263,8 @@ impl Dispatcher {
             groups: FxHashMap::default(),
             timers: BTreeSet::new(),
             silences: Silences::new(),
-            inhibitor_dirty: true,
+            stored_ends: FxHashMap::default(),
+            firing_counted: None,
             nflog: Log::default(),
             writer,
             metrics,
@@ -274,6 +304,8 @@ impl Dispatcher {
                     // was written with the alert).
                     d.handler_notified.insert(a.fingerprint);
                 }
+                d.stored_ends
+                    .insert(a.fingerprint, a.ends_at.unwrap_or(i64::MAX));
                 d.alerts.insert(a.fingerprint, a);
             }
         }
@@ -294,7 +326,11 @@ impl Dispatcher {
             .map(|(i, n)| (n.id.clone(), i))
             .collect();
         self.inhibitor = Inhibitor::from_rules(cfg.inhibit_rules.clone());
-        self.inhibitor_dirty = true;
+        if !self.inhibitor.rules().is_empty() {
+            for a in self.alerts.values() {
+                self.inhibitor.upsert(a.fingerprint, &a.labels, a.ends_at);
+            }
+        }
         self.cfg = cfg;
         // Rebuild every group under the new tree; timers restart (as Alertmanager on reload).
         self.groups.clear();
@@ -358,27 +394,29 @@ impl Dispatcher {
         *self.refs.entry(fp).or_default() += joined;
     }
 
-    fn refresh_inhibitor(&mut self, now: i64) {
-        if !self.inhibitor_dirty || self.inhibitor.rules().is_empty() {
-            return;
-        }
-        let firing = self
-            .alerts
-            .values()
-            .filter(|a| !a.resolved_at(now))
-            .map(|a| (a.fingerprint, &a.labels));
-        self.inhibitor.update(firing);
-        self.inhibitor_dirty = false;
-    }
+    /// Nothing to do: the inhibition index follows every change of `alerts` as it happens
+    /// (see [`Dispatcher::forget`] and [`Dispatcher::upsert`]), and a lookup skips sources that
+    /// have ended. Readers of the state may still call it before checking inhibition.
+    fn refresh_inhibitor(&mut self, _now: i64) {}
 
     fn muted(&mut self, labels: &LabelSet, now: i64) -> bool {
-        self.refresh_inhibitor(now);
         self.is_muted(labels, now)
     }
 
-    /// Silenced or inhibited, with the inhibition index already refreshed.
+    /// Silenced or inhibited at `now`.
     fn is_muted(&self, labels: &LabelSet, now: i64) -> bool {
-        self.silences.muted_by(labels, now).is_some() || self.inhibitor.check(labels).is_some()
+        self.silences.muted_by(labels, now).is_some()
+            || self.inhibitor.check_at(labels, now).is_some()
+    }
+
+    /// Drops an alert from memory and from the inhibition index; the caller deletes its row.
+    fn forget(&mut self, fp: u64) -> Option<Alert> {
+        let a = self.alerts.remove(&fp)?;
+        self.stored_ends.remove(&fp);
+        if !self.inhibitor.rules().is_empty() {
+            self.inhibitor.remove(fp, &a.labels);
+        }
+        Some(a)
     }
 
     async fn write(&self, c: Changes) {
@@ -391,11 +429,42 @@ impl Dispatcher {
     }
 
     /// Upserts an alert into the store and routes it if it is in no group.
+    ///
+    /// The row is written when anything but `ends_at` and `updated_at` changed, when the alert
+    /// ends sooner than stored or has ended, and otherwise only when the stored end is no longer
+    /// far enough ahead (see [`end_write_may_wait`]): a re-post that only extends the alert, as
+    /// Prometheus sends every evaluation, usually writes nothing.
     fn upsert(&mut self, a: Alert, changes: &mut Changes, now: Instant, now_ns: i64) {
         let fp = a.fingerprint;
-        changes.alerts.push(alert_row(&a));
-        self.alerts.insert(fp, a);
-        self.inhibitor_dirty = true;
+        let end = a.ends_at.unwrap_or(i64::MAX);
+        let indexed = !self.inhibitor.rules().is_empty();
+        match self.alerts.get_mut(&fp) {
+            Some(old) if same_but_end(old, &a) => {
+                let stored = self.stored_ends.get(&fp).copied();
+                if !stored.is_some_and(|s| end_write_may_wait(s, end, now_ns)) {
+                    changes.alerts.push(alert_row(&a));
+                    self.stored_ends.insert(fp, end);
+                }
+                old.ends_at = a.ends_at;
+                old.updated_at = a.updated_at;
+                if indexed {
+                    self.inhibitor.upsert(fp, &a.labels, a.ends_at);
+                }
+            }
+            old => {
+                changes.alerts.push(alert_row(&a));
+                self.stored_ends.insert(fp, end);
+                if indexed {
+                    if let Some(old) = old.as_deref()
+                        && old.labels != a.labels
+                    {
+                        self.inhibitor.remove(fp, &old.labels);
+                    }
+                    self.inhibitor.upsert(fp, &a.labels, a.ends_at);
+                }
+                self.alerts.insert(fp, a);
+            }
+        }
         if self.refs.get(&fp).copied().unwrap_or(0) == 0 {
             self.route(fp, now, now_ns);
         }
@@ -471,10 +540,9 @@ impl Dispatcher {
         if a.routed() {
             self.upsert(a, changes, now, now_ns);
         } else {
-            self.alerts.remove(&fp);
+            self.forget(fp);
             self.refs.remove(&fp);
             changes.alert_deletes.push(fp as i64);
-            self.inhibitor_dirty = true;
         }
     }
 
@@ -675,9 +743,7 @@ impl Dispatcher {
                     if *r == 0 {
                         self.refs.remove(fp);
                         if self.alerts.get(fp).is_none_or(|a| a.resolved_at(now_ns)) {
-                            self.alerts.remove(fp);
                             changes.alert_deletes.push(*fp as i64);
-                            self.inhibitor_dirty = true;
                         }
                     }
                 }
@@ -688,6 +754,9 @@ impl Dispatcher {
                 g.next_flush = now + interval;
                 self.timers.insert((g.next_flush, id.to_string()));
             }
+        }
+        for fp in &changes.alert_deletes {
+            self.forget(*fp as u64);
         }
         self.write(changes).await;
     }
@@ -744,18 +813,25 @@ impl Dispatcher {
             .map(|a| a.fingerprint)
             .collect();
         for fp in stale {
-            self.alerts.remove(&fp);
+            self.forget(fp);
             changes.alert_deletes.push(fp as i64);
         }
-        self.inhibitor_dirty = true;
         self.write(changes).await;
         self.update_gauges();
     }
 
-    fn update_gauges(&self) {
-        let now = now_ns();
-        let firing = self.alerts.values().filter(|a| !a.resolved_at(now)).count();
-        self.metrics.alerts_firing.set(firing as i64);
+    /// Sets the gauges; the firing count (a pass over every alert) at most once a second.
+    fn update_gauges(&mut self) {
+        let at = Instant::now();
+        if self
+            .firing_counted
+            .is_none_or(|t| at.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.firing_counted = Some(at);
+            let now = now_ns();
+            let firing = self.alerts.values().filter(|a| !a.resolved_at(now)).count();
+            self.metrics.alerts_firing.set(firing as i64);
+        }
         self.metrics.alerts_stored.set(self.alerts.len() as i64);
         self.metrics.alert_groups.set(self.groups.len() as i64);
         self.metrics.silences.set(self.silences.len() as i64);
