@@ -233,10 +233,12 @@ fn to_time(ns: i64) -> DateTime<chrono::Utc> {
 /// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels.
 fn sort_alerts(v: &mut [NotifiedAlert]) {
     v.sort_by(|a, b| {
-        let k = |x: &NotifiedAlert, n: &str| x.labels.get(n).cloned().unwrap_or_default();
+        fn k<'a>(x: &'a NotifiedAlert, n: &str) -> &'a str {
+            x.labels.get(n).map_or("", String::as_str)
+        }
         k(a, "job")
-            .cmp(&k(b, "job"))
-            .then_with(|| k(a, "instance").cmp(&k(b, "instance")))
+            .cmp(k(b, "job"))
+            .then_with(|| k(a, "instance").cmp(k(b, "instance")))
             .then_with(|| a.labels.cmp(&b.labels))
     });
 }
