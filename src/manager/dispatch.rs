@@ -146,9 +146,11 @@ pub struct Dispatcher {
     silences: Silences,
     /// Sources of the inhibition rules, kept current on every change of `alerts`.
     inhibitor: Inhibitor,
-    /// The `ends_at` last written to storage per alert (`i64::MAX`: none); see
-    /// [`end_write_may_wait`].
-    stored_ends: FxHashMap<u64, i64>,
+    /// Per stored alert: its row id and the `ends_at` last written (`i64::MAX`: none; see
+    /// [`end_write_may_wait`]).
+    stored: FxHashMap<u64, Stored>,
+    /// The row id the next new alert is stored under.
+    next_row: i64,
     /// When the firing-alerts gauge was last counted.
     firing_counted: Option<Instant>,
     nflog: Log,
@@ -172,9 +174,19 @@ fn parse_fps(s: &str) -> Vec<u64> {
     v
 }
 
-/// The stored form of an alert.
-pub fn alert_row(a: &Alert) -> AlertRow {
+/// Where an alert is stored.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    /// Row id.
+    row: i64,
+    /// `ends_at` as written (`i64::MAX`: none).
+    end: i64,
+}
+
+/// The stored form of an alert, in row `row`.
+pub fn alert_row(a: &Alert, row: i64) -> AlertRow {
     AlertRow {
+        row,
         fingerprint: a.fingerprint as i64,
         labels: serde_json::to_string(&a.labels).unwrap_or_default(),
         annotations: serde_json::to_string(&a.annotations).unwrap_or_default(),
@@ -230,17 +242,13 @@ fn to_time(ns: i64) -> DateTime<chrono::Utc> {
     DateTime::from_timestamp_nanos(ns)
 }
 
-/// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels.
-fn sort_alerts(v: &mut [NotifiedAlert]) {
-    v.sort_by(|a, b| {
-        fn k<'a>(x: &'a NotifiedAlert, n: &str) -> &'a str {
-            x.labels.get(n).map_or("", String::as_str)
-        }
-        k(a, "job")
-            .cmp(k(b, "job"))
-            .then_with(|| k(a, "instance").cmp(k(b, "instance")))
-            .then_with(|| a.labels.cmp(&b.labels))
-    });
+/// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels. The
+/// keys are looked up once per alert, not once per comparison.
+fn sort_alerts(v: &mut [&Alert]) {
+    fn k<'a>(x: &'a Alert, n: &str) -> &'a str {
+        x.labels.get(n).map_or("", String::as_str)
+    }
+    v.sort_by_cached_key(|a| (k(a, "job"), k(a, "instance"), &a.labels));
 }
 
 impl Dispatcher {
@@ -265,7 +273,8 @@ impl Dispatcher {
             groups: FxHashMap::default(),
             timers: BTreeSet::new(),
             silences: Silences::new(),
-            stored_ends: FxHashMap::default(),
+            stored: FxHashMap::default(),
+            next_row: 1,
             firing_counted: None,
             nflog: Log::default(),
             writer,
@@ -295,7 +304,11 @@ impl Dispatcher {
                 },
             );
         }
+        // Rows come in row order; of two rows of one alert (none are written so, but a row is
+        // cheap to check) the later wins and the earlier is deleted.
+        let mut stale = Vec::new();
         for r in storage.load_alerts().await? {
+            d.next_row = d.next_row.max(r.row.saturating_add(1));
             if let Some(a) = alert_from_row(&r) {
                 if let Source::Rule { rule, key, .. } = &a.source
                     && a.ends_at.is_none()
@@ -306,10 +319,26 @@ impl Dispatcher {
                     // was written with the alert).
                     d.handler_notified.insert(a.fingerprint);
                 }
-                d.stored_ends
-                    .insert(a.fingerprint, a.ends_at.unwrap_or(i64::MAX));
+                let at = Stored {
+                    row: r.row,
+                    end: a.ends_at.unwrap_or(i64::MAX),
+                };
+                if let Some(old) = d.stored.insert(a.fingerprint, at) {
+                    stale.push(old.row);
+                }
                 d.alerts.insert(a.fingerprint, a);
+            } else {
+                tracing::warn!(row = r.row, "Stored alert is invalid; deleted.");
+                stale.push(r.row);
             }
+        }
+        if !stale.is_empty() {
+            storage
+                .write(&[Changes {
+                    alert_deletes: stale,
+                    ..Changes::default()
+                }])
+                .await?;
         }
         d.apply_config(cfg);
         Ok(d)
@@ -411,14 +440,16 @@ impl Dispatcher {
             || self.inhibitor.check_at(labels, now).is_some()
     }
 
-    /// Drops an alert from memory and from the inhibition index; the caller deletes its row.
-    fn forget(&mut self, fp: u64) -> Option<Alert> {
-        let a = self.alerts.remove(&fp)?;
-        self.stored_ends.remove(&fp);
-        if !self.inhibitor.rules().is_empty() {
+    /// Drops an alert from memory and from the inhibition index, and deletes its row.
+    fn forget(&mut self, fp: u64, changes: &mut Changes) {
+        if let Some(at) = self.stored.remove(&fp) {
+            changes.alert_deletes.push(at.row);
+        }
+        if let Some(a) = self.alerts.remove(&fp)
+            && !self.inhibitor.rules().is_empty()
+        {
             self.inhibitor.remove(fp, &a.labels);
         }
-        Some(a)
     }
 
     async fn write(&self, c: Changes) {
@@ -440,12 +471,20 @@ impl Dispatcher {
         let fp = a.fingerprint;
         let end = a.ends_at.unwrap_or(i64::MAX);
         let indexed = !self.inhibitor.rules().is_empty();
+        // The alert's row, or a new one at the end of the table.
+        let stored = self.stored.get(&fp).copied();
+        let row = match stored {
+            Some(at) => at.row,
+            None => {
+                self.next_row += 1;
+                self.next_row - 1
+            }
+        };
         match self.alerts.get_mut(&fp) {
             Some(old) if same_but_end(old, &a) => {
-                let stored = self.stored_ends.get(&fp).copied();
-                if !stored.is_some_and(|s| end_write_may_wait(s, end, now_ns)) {
-                    changes.alerts.push(alert_row(&a));
-                    self.stored_ends.insert(fp, end);
+                if !stored.is_some_and(|at| end_write_may_wait(at.end, end, now_ns)) {
+                    changes.alerts.push(alert_row(&a, row));
+                    self.stored.insert(fp, Stored { row, end });
                 }
                 old.ends_at = a.ends_at;
                 old.updated_at = a.updated_at;
@@ -454,8 +493,8 @@ impl Dispatcher {
                 }
             }
             old => {
-                changes.alerts.push(alert_row(&a));
-                self.stored_ends.insert(fp, end);
+                changes.alerts.push(alert_row(&a, row));
+                self.stored.insert(fp, Stored { row, end });
                 if indexed {
                     if let Some(old) = old.as_deref()
                         && old.labels != a.labels
@@ -542,9 +581,8 @@ impl Dispatcher {
         if a.routed() {
             self.upsert(a, changes, now, now_ns);
         } else {
-            self.forget(fp);
+            self.forget(fp, changes);
             self.refs.remove(&fp);
-            changes.alert_deletes.push(fp as i64);
         }
     }
 
@@ -553,7 +591,10 @@ impl Dispatcher {
     async fn on_post(&mut self, posted: Vec<Alert>) {
         let now = Instant::now();
         let now_ns = now_ns();
-        let mut changes = Changes::default();
+        let mut changes = Changes {
+            alerts: Vec::with_capacity(posted.len()),
+            ..Changes::default()
+        };
         for mut a in posted {
             // A post that starts before the stored alert ended is the same alert, extended.
             if let Some(old) = self.alerts.get(&a.fingerprint)
@@ -681,7 +722,8 @@ impl Dispatcher {
             nflog::needs_update(entry, &firing, &resolved, send_resolved, repeat, now_ns)
         };
         if let Some(reason) = reason {
-            let mut alerts: Vec<NotifiedAlert> = shown
+            sort_alerts(&mut shown);
+            let alerts: Vec<NotifiedAlert> = shown
                 .iter()
                 .map(|a| NotifiedAlert {
                     status: if a.resolved_at(now_ns) {
@@ -697,7 +739,6 @@ impl Dispatcher {
                     fingerprint: a.fingerprint,
                 })
                 .collect();
-            sort_alerts(&mut alerts);
             let key = g.key.clone();
             let n = Notification {
                 receiver: receiver_name.clone(),
@@ -737,6 +778,7 @@ impl Dispatcher {
         }
         // Resolved alerts leave the group; alerts in no group are forgotten.
         let mut changes = Changes::default();
+        let mut gone = Vec::new();
         if let Some(g) = self.groups.get_mut(id) {
             for fp in &done {
                 if g.alerts.remove(fp) {
@@ -745,7 +787,7 @@ impl Dispatcher {
                     if *r == 0 {
                         self.refs.remove(fp);
                         if self.alerts.get(fp).is_none_or(|a| a.resolved_at(now_ns)) {
-                            changes.alert_deletes.push(*fp as i64);
+                            gone.push(*fp);
                         }
                     }
                 }
@@ -757,8 +799,8 @@ impl Dispatcher {
                 self.timers.insert((g.next_flush, id.to_string()));
             }
         }
-        for fp in &changes.alert_deletes {
-            self.forget(*fp as u64);
+        for fp in gone {
+            self.forget(fp, &mut changes);
         }
         self.write(changes).await;
     }
@@ -815,8 +857,7 @@ impl Dispatcher {
             .map(|a| a.fingerprint)
             .collect();
         for fp in stale {
-            self.forget(fp);
-            changes.alert_deletes.push(fp as i64);
+            self.forget(fp, &mut changes);
         }
         self.write(changes).await;
         self.update_gauges();

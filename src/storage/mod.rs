@@ -101,6 +101,9 @@ pub struct OutboxInsert {
 /// An alert of the alert manager as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
+    /// Row id, assigned by the dispatcher: a new alert gets the next one, so new rows go to the
+    /// end of the table instead of a random place.
+    pub row: i64,
     /// Fingerprint (bit pattern of the u64).
     pub fingerprint: i64,
     /// Labels, JSON object.
@@ -158,7 +161,7 @@ pub struct Changes {
     pub event: Option<EventRecord>,
     /// Alerts created or changed.
     pub alerts: Vec<AlertRow>,
-    /// Alerts forgotten (fingerprints).
+    /// Alerts forgotten (row ids).
     pub alert_deletes: Vec<i64>,
     /// Notifications to deliver.
     pub outbox: Vec<OutboxInsert>,
@@ -422,10 +425,10 @@ impl Storage {
         Ok(())
     }
 
-    /// Every stored alert of the alert manager.
+    /// Every stored alert of the alert manager, in row order.
     pub async fn load_alerts(&self) -> Result<Vec<AlertRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout FROM alerts",
+            "SELECT fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout, id FROM alerts ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -441,6 +444,7 @@ impl Storage {
                 generator_url: r.get(6),
                 source: r.get(7),
                 timeout: r.get(8),
+                row: r.get(9),
             })
             .collect())
     }
@@ -517,10 +521,10 @@ async fn write_alerts(
     let mut last: rustc_hash::FxHashMap<i64, Option<&AlertRow>> = Default::default();
     for c in batch {
         for a in &c.alerts {
-            last.insert(a.fingerprint, Some(a));
+            last.insert(a.row, Some(a));
         }
-        for fp in &c.alert_deletes {
-            last.insert(*fp, None);
+        for row in &c.alert_deletes {
+            last.insert(*row, None);
         }
     }
     if last.is_empty() {
@@ -532,15 +536,15 @@ async fn write_alerts(
         .filter(|(_, r)| r.is_none())
         .map(|(fp, _)| *fp)
         .collect();
-    // A stable order keeps page writes local and results reproducible.
-    upserts.sort_unstable_by_key(|a| a.fingerprint);
+    // In row order: new rows append to the table.
+    upserts.sort_unstable_by_key(|a| a.row);
     deletes.sort_unstable();
     let mut rest = &deletes[..];
     for n in chunk_sizes(deletes.len()) {
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let sql = format!(
-            "DELETE FROM alerts WHERE fingerprint IN ({})",
+            "DELETE FROM alerts WHERE id IN ({})",
             vec!["?"; n].join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -554,18 +558,19 @@ async fn write_alerts(
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         let sql = format!(
-            "INSERT INTO alerts (fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
+            "INSERT INTO alerts (id, fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
              VALUES {}
-             ON CONFLICT (fingerprint) DO UPDATE SET
-               labels = excluded.labels, annotations = excluded.annotations,
+             ON CONFLICT (id) DO UPDATE SET
+               fingerprint = excluded.fingerprint, labels = excluded.labels, annotations = excluded.annotations,
                starts_ns = excluded.starts_ns, ends_ns = excluded.ends_ns,
                updated_ns = excluded.updated_ns, generator_url = excluded.generator_url,
                source = excluded.source, timeout = excluded.timeout",
-            placeholders(n, 9)
+            placeholders(n, 10)
         );
         let mut q = sqlx::query(&sql);
         for a in chunk {
             q = q
+                .bind(a.row)
                 .bind(a.fingerprint)
                 .bind(&a.labels)
                 .bind(&a.annotations)
@@ -781,6 +786,7 @@ mod tests {
 
     fn row(fp: i64, ends: i64) -> AlertRow {
         AlertRow {
+            row: fp + 1,
             fingerprint: fp,
             labels: format!("{{\"i\":\"{fp}\"}}"),
             annotations: "{}".into(),
@@ -812,14 +818,14 @@ mod tests {
             .unwrap();
         st.write(&[
             upsert(vec![row(7, 20)]),
-            delete(vec![7, 8]),
+            delete(vec![8, 9]),
             upsert(vec![row(8, 30), row(9, 40)]),
             upsert(vec![row(9, 50)]),
         ])
         .await
         .unwrap();
-        let mut got = st.load_alerts().await.unwrap();
-        got.sort_by_key(|r| r.fingerprint);
+        let got = st.load_alerts().await.unwrap();
+        assert!(got.windows(2).all(|w| w[0].row < w[1].row));
         assert_eq!(got.len(), 199);
         assert!(got.iter().all(|r| r.fingerprint != 7));
         let find = |fp: i64| got.iter().find(|r| r.fingerprint == fp).unwrap().clone();
