@@ -6,6 +6,13 @@ use std::process::ExitCode;
 
 use alertd::cli;
 
+/// mimalloc instead of the system allocator: the alert manager and the HTTP layer allocate many
+/// small strings (labels, JSON) per alert, and with glibc's malloc they cost about a third of the
+/// server's CPU and a 16-byte header each, and freed memory stays in per-thread arenas (see
+/// docs/benchmarks.md, "Alert manager").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "alertd",
@@ -46,7 +53,22 @@ enum Command {
     Host(cli::host::HostArgs),
 }
 
+/// Transparent huge pages off for this process. mimalloc asks for them on its arenas, and then
+/// every first touch of a 2 MiB page zeroes and keeps all of it: in the 100k-alert bench the
+/// process started at 29 MiB instead of 16 and grew ~15% more, with no CPU gained.
+#[cfg(target_os = "linux")]
+fn no_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes a flag of this
+    // process; it reads or writes no memory of ours. A kernel without it returns an error, which
+    // changes nothing.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn no_transparent_huge_pages() {}
+
 fn main() -> anyhow::Result<ExitCode> {
+    no_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ALERTD_LOG")

@@ -161,8 +161,15 @@ pub struct Dispatcher {
     groups: FxHashMap<String, Group>,
     timers: BTreeSet<(Instant, String)>,
     silences: Silences,
+    /// Sources of the inhibition rules, kept current on every change of `alerts`.
     inhibitor: Inhibitor,
-    inhibitor_dirty: bool,
+    /// Per stored alert: its row id and the `ends_at` last written (`i64::MAX`: none; see
+    /// [`end_write_may_wait`]).
+    stored: FxHashMap<u64, Stored>,
+    /// The row id the next new alert is stored under.
+    next_row: i64,
+    /// When the firing-alerts gauge was last counted.
+    firing_counted: Option<Instant>,
     nflog: Log,
     writer: mpsc::Sender<Changes>,
     metrics: Arc<Metrics>,
@@ -184,9 +191,19 @@ fn parse_fps(s: &str) -> Vec<u64> {
     v
 }
 
-/// The stored form of an alert.
-pub fn alert_row(a: &Alert) -> AlertRow {
+/// Where an alert is stored.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    /// Row id.
+    row: i64,
+    /// `ends_at` as written (`i64::MAX`: none).
+    end: i64,
+}
+
+/// The stored form of an alert, in row `row`.
+pub fn alert_row(a: &Alert, row: i64) -> AlertRow {
     AlertRow {
+        row,
         fingerprint: a.fingerprint as i64,
         labels: serde_json::to_string(&a.labels).unwrap_or_default(),
         annotations: serde_json::to_string(&a.annotations).unwrap_or_default(),
@@ -197,6 +214,30 @@ pub fn alert_row(a: &Alert) -> AlertRow {
         source: serde_json::to_string(&a.source).unwrap_or_default(),
         timeout: a.timeout,
     }
+}
+
+/// Whether `new` differs from `old` at most in `ends_at` and `updated_at`.
+fn same_but_end(old: &Alert, new: &Alert) -> bool {
+    old.starts_at == new.starts_at
+        && old.timeout == new.timeout
+        && old.generator_url == new.generator_url
+        && old.source == new.source
+        && old.labels == new.labels
+        && old.annotations == new.annotations
+}
+
+/// Whether writing a later end of a firing alert may wait, given the end `stored` (Unix ns,
+/// `i64::MAX` for none) and the new end `end` at `now`: when the alert ends no sooner than
+/// stored and the stored end is still at least half as far ahead as the new one.
+///
+/// What this gives up after a crash: an alert restored from storage ends at its stored end,
+/// which is at worst halfway between the last write and the end it was last posted with. A
+/// sender re-posts well within that (Prometheus posts every evaluation with an end 4 resend
+/// intervals ahead), so a restored alert keeps firing until the next post extends it.
+/// Everything that changes what is notified (new alerts, changed content, an earlier or past
+/// end) is written at once.
+pub fn end_write_may_wait(stored: i64, end: i64, now: i64) -> bool {
+    end >= stored && stored > now && (stored - now) >= (end - now) / 2
 }
 
 fn alert_from_row(r: &AlertRow) -> Option<Alert> {
@@ -218,7 +259,6 @@ fn to_time(ns: i64) -> DateTime<chrono::Utc> {
     DateTime::from_timestamp_nanos(ns)
 }
 
-/// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels.
 /// Whether `old` can become `new` in place without rewriting what it silenced so far.
 fn can_update(old: &Silence, new: &SilenceSpec, now: i64) -> bool {
     let o = &old.spec;
@@ -239,14 +279,13 @@ fn can_update(old: &Silence, new: &SilenceSpec, now: i64) -> bool {
     }
 }
 
-fn sort_alerts(v: &mut [NotifiedAlert]) {
-    v.sort_by(|a, b| {
-        let k = |x: &NotifiedAlert, n: &str| x.labels.get(n).cloned().unwrap_or_default();
-        k(a, "job")
-            .cmp(&k(b, "job"))
-            .then_with(|| k(a, "instance").cmp(&k(b, "instance")))
-            .then_with(|| a.labels.cmp(&b.labels))
-    });
+/// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels. The
+/// keys are looked up once per alert, not once per comparison.
+fn sort_alerts(v: &mut [&Alert]) {
+    fn k<'a>(x: &'a Alert, n: &str) -> &'a str {
+        x.labels.get(n).map_or("", String::as_str)
+    }
+    v.sort_by_cached_key(|a| (k(a, "job"), k(a, "instance"), &a.labels));
 }
 
 impl Dispatcher {
@@ -271,7 +310,9 @@ impl Dispatcher {
             groups: FxHashMap::default(),
             timers: BTreeSet::new(),
             silences: Silences::new(),
-            inhibitor_dirty: true,
+            stored: FxHashMap::default(),
+            next_row: 1,
+            firing_counted: None,
             nflog: Log::default(),
             writer,
             metrics,
@@ -300,7 +341,11 @@ impl Dispatcher {
                 },
             );
         }
+        // Rows come in row order; of two rows of one alert (none are written so, but a row is
+        // cheap to check) the later wins and the earlier is deleted.
+        let mut stale = Vec::new();
         for r in storage.load_alerts().await? {
+            d.next_row = d.next_row.max(r.row.saturating_add(1));
             if let Some(a) = alert_from_row(&r) {
                 if let Source::Rule { rule, key, .. } = &a.source
                     && a.ends_at.is_none()
@@ -311,8 +356,26 @@ impl Dispatcher {
                     // was written with the alert).
                     d.handler_notified.insert(a.fingerprint);
                 }
+                let at = Stored {
+                    row: r.row,
+                    end: a.ends_at.unwrap_or(i64::MAX),
+                };
+                if let Some(old) = d.stored.insert(a.fingerprint, at) {
+                    stale.push(old.row);
+                }
                 d.alerts.insert(a.fingerprint, a);
+            } else {
+                tracing::warn!(row = r.row, "Stored alert is invalid; deleted.");
+                stale.push(r.row);
             }
+        }
+        if !stale.is_empty() {
+            storage
+                .write(&[Changes {
+                    alert_deletes: stale,
+                    ..Changes::default()
+                }])
+                .await?;
         }
         d.apply_config(cfg);
         Ok(d)
@@ -331,7 +394,11 @@ impl Dispatcher {
             .map(|(i, n)| (n.id.clone(), i))
             .collect();
         self.inhibitor = Inhibitor::from_rules(cfg.inhibit_rules.clone());
-        self.inhibitor_dirty = true;
+        if !self.inhibitor.rules().is_empty() {
+            for a in self.alerts.values() {
+                self.inhibitor.upsert(a.fingerprint, &a.labels, a.ends_at);
+            }
+        }
         self.cfg = cfg;
         // Rebuild every group under the new tree; timers restart (as Alertmanager on reload).
         self.groups.clear();
@@ -395,27 +462,31 @@ impl Dispatcher {
         *self.refs.entry(fp).or_default() += joined;
     }
 
-    fn refresh_inhibitor(&mut self, now: i64) {
-        if !self.inhibitor_dirty || self.inhibitor.rules().is_empty() {
-            return;
-        }
-        let firing = self
-            .alerts
-            .values()
-            .filter(|a| !a.resolved_at(now))
-            .map(|a| (a.fingerprint, &a.labels));
-        self.inhibitor.update(firing);
-        self.inhibitor_dirty = false;
-    }
+    /// Nothing to do: the inhibition index follows every change of `alerts` as it happens
+    /// (see [`Dispatcher::forget`] and [`Dispatcher::upsert`]), and a lookup skips sources that
+    /// have ended. Readers of the state may still call it before checking inhibition.
+    fn refresh_inhibitor(&mut self, _now: i64) {}
 
     fn muted(&mut self, labels: &LabelSet, now: i64) -> bool {
-        self.refresh_inhibitor(now);
         self.is_muted(labels, now)
     }
 
-    /// Silenced or inhibited, with the inhibition index already refreshed.
+    /// Silenced or inhibited at `now`.
     fn is_muted(&self, labels: &LabelSet, now: i64) -> bool {
-        self.silences.muted_by(labels, now).is_some() || self.inhibitor.check(labels).is_some()
+        self.silences.muted_by(labels, now).is_some()
+            || self.inhibitor.check_at(labels, now).is_some()
+    }
+
+    /// Drops an alert from memory and from the inhibition index, and deletes its row.
+    fn forget(&mut self, fp: u64, changes: &mut Changes) {
+        if let Some(at) = self.stored.remove(&fp) {
+            changes.alert_deletes.push(at.row);
+        }
+        if let Some(a) = self.alerts.remove(&fp)
+            && !self.inhibitor.rules().is_empty()
+        {
+            self.inhibitor.remove(fp, &a.labels);
+        }
     }
 
     async fn write(&self, c: Changes) {
@@ -428,11 +499,50 @@ impl Dispatcher {
     }
 
     /// Upserts an alert into the store and routes it if it is in no group.
+    ///
+    /// The row is written when anything but `ends_at` and `updated_at` changed, when the alert
+    /// ends sooner than stored or has ended, and otherwise only when the stored end is no longer
+    /// far enough ahead (see [`end_write_may_wait`]): a re-post that only extends the alert, as
+    /// Prometheus sends every evaluation, usually writes nothing.
     fn upsert(&mut self, a: Alert, changes: &mut Changes, now: Instant, now_ns: i64) {
         let fp = a.fingerprint;
-        changes.alerts.push(alert_row(&a));
-        self.alerts.insert(fp, a);
-        self.inhibitor_dirty = true;
+        let end = a.ends_at.unwrap_or(i64::MAX);
+        let indexed = !self.inhibitor.rules().is_empty();
+        // The alert's row, or a new one at the end of the table.
+        let stored = self.stored.get(&fp).copied();
+        let row = match stored {
+            Some(at) => at.row,
+            None => {
+                self.next_row += 1;
+                self.next_row - 1
+            }
+        };
+        match self.alerts.get_mut(&fp) {
+            Some(old) if same_but_end(old, &a) => {
+                if !stored.is_some_and(|at| end_write_may_wait(at.end, end, now_ns)) {
+                    changes.alerts.push(alert_row(&a, row));
+                    self.stored.insert(fp, Stored { row, end });
+                }
+                old.ends_at = a.ends_at;
+                old.updated_at = a.updated_at;
+                if indexed {
+                    self.inhibitor.upsert(fp, &a.labels, a.ends_at);
+                }
+            }
+            old => {
+                changes.alerts.push(alert_row(&a, row));
+                self.stored.insert(fp, Stored { row, end });
+                if indexed {
+                    if let Some(old) = old.as_deref()
+                        && old.labels != a.labels
+                    {
+                        self.inhibitor.remove(fp, &old.labels);
+                    }
+                    self.inhibitor.upsert(fp, &a.labels, a.ends_at);
+                }
+                self.alerts.insert(fp, a);
+            }
+        }
         if self.refs.get(&fp).copied().unwrap_or(0) == 0 {
             self.route(fp, now, now_ns);
         }
@@ -508,10 +618,8 @@ impl Dispatcher {
         if a.routed() {
             self.upsert(a, changes, now, now_ns);
         } else {
-            self.alerts.remove(&fp);
+            self.forget(fp, changes);
             self.refs.remove(&fp);
-            changes.alert_deletes.push(fp as i64);
-            self.inhibitor_dirty = true;
         }
     }
 
@@ -520,7 +628,10 @@ impl Dispatcher {
     async fn on_post(&mut self, posted: Vec<Alert>) {
         let now = Instant::now();
         let now_ns = now_ns();
-        let mut changes = Changes::default();
+        let mut changes = Changes {
+            alerts: Vec::with_capacity(posted.len()),
+            ..Changes::default()
+        };
         for mut a in posted {
             // A post that starts before the stored alert ended is the same alert, extended.
             if let Some(old) = self.alerts.get(&a.fingerprint)
@@ -665,7 +776,8 @@ impl Dispatcher {
             nflog::needs_update(entry, &firing, &resolved, send_resolved, repeat, now_ns)
         };
         if let Some(reason) = reason {
-            let mut alerts: Vec<NotifiedAlert> = shown
+            sort_alerts(&mut shown);
+            let alerts: Vec<NotifiedAlert> = shown
                 .iter()
                 .map(|a| NotifiedAlert {
                     status: if a.resolved_at(now_ns) {
@@ -681,7 +793,6 @@ impl Dispatcher {
                     fingerprint: a.fingerprint,
                 })
                 .collect();
-            sort_alerts(&mut alerts);
             let key = g.key.clone();
             let n = Notification {
                 receiver: receiver_name.clone(),
@@ -721,6 +832,7 @@ impl Dispatcher {
         }
         // Resolved alerts leave the group; alerts in no group are forgotten.
         let mut changes = Changes::default();
+        let mut gone = Vec::new();
         if let Some(g) = self.groups.get_mut(id) {
             for fp in &done {
                 if g.alerts.remove(fp) {
@@ -729,9 +841,7 @@ impl Dispatcher {
                     if *r == 0 {
                         self.refs.remove(fp);
                         if self.alerts.get(fp).is_none_or(|a| a.resolved_at(now_ns)) {
-                            self.alerts.remove(fp);
-                            changes.alert_deletes.push(*fp as i64);
-                            self.inhibitor_dirty = true;
+                            gone.push(*fp);
                         }
                     }
                 }
@@ -742,6 +852,9 @@ impl Dispatcher {
                 g.next_flush = now + interval;
                 self.timers.insert((g.next_flush, id.to_string()));
             }
+        }
+        for fp in gone {
+            self.forget(fp, &mut changes);
         }
         self.write(changes).await;
     }
@@ -790,10 +903,8 @@ impl Dispatcher {
             .map(|a| a.fingerprint)
             .collect();
         for fp in stale {
-            self.alerts.remove(&fp);
-            changes.alert_deletes.push(fp as i64);
+            self.forget(fp, &mut changes);
         }
-        self.inhibitor_dirty = true;
         self.write(changes).await;
         self.update_gauges();
     }
@@ -851,10 +962,18 @@ impl Dispatcher {
         }
     }
 
-    fn update_gauges(&self) {
-        let now = now_ns();
-        let firing = self.alerts.values().filter(|a| !a.resolved_at(now)).count();
-        self.metrics.alerts_firing.set(firing as i64);
+    /// Sets the gauges; the firing count (a pass over every alert) at most once a second.
+    fn update_gauges(&mut self) {
+        let at = Instant::now();
+        if self
+            .firing_counted
+            .is_none_or(|t| at.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.firing_counted = Some(at);
+            let now = now_ns();
+            let firing = self.alerts.values().filter(|a| !a.resolved_at(now)).count();
+            self.metrics.alerts_firing.set(firing as i64);
+        }
         self.metrics.alerts_stored.set(self.alerts.len() as i64);
         self.metrics.alert_groups.set(self.groups.len() as i64);
         self.metrics.silences.set(self.silences.len() as i64);

@@ -14,9 +14,10 @@
 //!   also match both sides are ignored (so an alert matching both sides
 //!   can only be inhibited by an alert matching the source side alone).
 //!
-//! Callers pass only firing alerts as sources.
+//! The index holds every alert that matches a rule's source side with its
+//! end; a source counts only while it fires (before its end).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
@@ -108,18 +109,35 @@ impl InhibitRule {
     }
 }
 
+/// End of a source that does not end (a rule alert while it fires).
+const NEVER: i64 = i64::MAX;
+
 /// Sources of one rule sharing one tuple of `equal` values, split by
-/// whether they also match the rule's target side. Both lists are sorted
-/// by fingerprint.
+/// whether they also match the rule's target side: fingerprint → end (Unix
+/// ns; [`NEVER`] for none), ordered by fingerprint.
 #[derive(Debug, Default, Clone)]
 struct Bucket {
-    one_sided: Vec<u64>,
-    two_sided: Vec<u64>,
+    one_sided: BTreeMap<u64, i64>,
+    two_sided: BTreeMap<u64, i64>,
+}
+
+impl Bucket {
+    fn is_empty(&self) -> bool {
+        self.one_sided.is_empty() && self.two_sided.is_empty()
+    }
+}
+
+/// The smallest fingerprint of a source still firing at `now`.
+fn first_firing(m: &BTreeMap<u64, i64>, now: i64) -> Option<u64> {
+    m.iter().find(|(_, end)| **end > now).map(|(fp, _)| *fp)
 }
 
 /// Decides inhibition. Holds the rules and, per rule, an index from the
-/// tuple of `equal` label values to the fingerprints of the firing sources
-/// having those values; [`Inhibitor::update`] rebuilds it.
+/// tuple of `equal` label values to the fingerprints of the source alerts
+/// having those values, with their ends. The index is kept current one
+/// alert at a time ([`Inhibitor::upsert`], [`Inhibitor::remove`]); a lookup
+/// skips sources that have ended, so an alert that resolves by reaching its
+/// end stops inhibiting at once without any update.
 #[derive(Debug, Clone, Default)]
 pub struct Inhibitor {
     rules: Vec<InhibitRule>,
@@ -148,33 +166,58 @@ impl Inhibitor {
         &self.rules
     }
 
-    /// Rebuild the source index from the currently firing alerts, given as
-    /// `(fingerprint, labels)` (borrowed: nothing is cloned but the `equal`
-    /// values of sources). Cost: O(rules × alerts × matchers).
+    /// Replace the source index with the given firing alerts (no end), given
+    /// as `(fingerprint, labels)`. Cost: O(rules × alerts × matchers).
     pub fn update<'a, I>(&mut self, firing: I)
     where
         I: IntoIterator<Item = (u64, &'a LabelSet)>,
-        I::IntoIter: Clone,
     {
-        let firing = firing.into_iter();
-        for (rule, idx) in self.rules.iter().zip(self.index.iter_mut()) {
+        self.clear();
+        for (fp, labels) in firing {
+            self.upsert(fp, labels, None);
+        }
+    }
+
+    /// Empty the source index.
+    pub fn clear(&mut self) {
+        for idx in &mut self.index {
             idx.clear();
-            for (fp, labels) in firing.clone() {
-                if !matches_all(&rule.source, labels) {
-                    continue;
-                }
-                let bucket = idx.entry(rule.equal_key(labels)).or_default();
-                if matches_all(&rule.target, labels) {
-                    bucket.two_sided.push(fp);
-                } else {
-                    bucket.one_sided.push(fp);
-                }
+        }
+    }
+
+    /// Add an alert, or change its end: it is a source (of the rules whose
+    /// source matchers it matches) until `ends_at` (`None`: until removed).
+    /// An alert's labels must not change while it is indexed (remove it
+    /// first). Cost: the rules' source matchers, and per matching rule one
+    /// hash lookup and one ordered-map insert.
+    pub fn upsert(&mut self, fp: u64, labels: &LabelSet, ends_at: Option<i64>) {
+        let end = ends_at.unwrap_or(NEVER);
+        for (rule, idx) in self.rules.iter().zip(self.index.iter_mut()) {
+            if !matches_all(&rule.source, labels) {
+                continue;
             }
-            for b in idx.values_mut() {
-                b.one_sided.sort_unstable();
-                b.one_sided.dedup();
-                b.two_sided.sort_unstable();
-                b.two_sided.dedup();
+            let bucket = idx.entry(rule.equal_key(labels)).or_default();
+            if matches_all(&rule.target, labels) {
+                bucket.two_sided.insert(fp, end);
+            } else {
+                bucket.one_sided.insert(fp, end);
+            }
+        }
+    }
+
+    /// Remove an alert (given the labels it was added with).
+    pub fn remove(&mut self, fp: u64, labels: &LabelSet) {
+        for (rule, idx) in self.rules.iter().zip(self.index.iter_mut()) {
+            if !matches_all(&rule.source, labels) {
+                continue;
+            }
+            let key = rule.equal_key(labels);
+            if let Some(bucket) = idx.get_mut(&key) {
+                bucket.one_sided.remove(&fp);
+                bucket.two_sided.remove(&fp);
+                if bucket.is_empty() {
+                    idx.remove(&key);
+                }
             }
         }
     }
@@ -192,15 +235,21 @@ impl Inhibitor {
         (buckets, entries)
     }
 
-    /// Check `target` against the index built by [`Inhibitor::update`].
-    /// Returns the fingerprint of an inhibiting source (for the first rule,
-    /// in configuration order, that inhibits; the smallest fingerprint
-    /// within that rule), or `None`.
+    /// [`Inhibitor::check_at`] now (wall clock).
+    pub fn check(&self, target: &LabelSet) -> Option<u64> {
+        self.check_at(target, crate::clock::now_ns())
+    }
+
+    /// Check `target` against the index: the fingerprint of a source firing
+    /// at `now` that inhibits it (for the first rule, in configuration
+    /// order, that inhibits; the smallest such fingerprint within that
+    /// rule), or `None`.
     ///
     /// Cost per rule: the target's matchers, one hash lookup of the
-    /// `equal` values, and O(1) work in the bucket — independent of the
+    /// `equal` values, and O(1) work in the bucket (plus one step per
+    /// source that ended but is not removed yet) — independent of the
     /// number of firing alerts.
-    pub fn check(&self, target: &LabelSet) -> Option<u64> {
+    pub fn check_at(&self, target: &LabelSet, now: i64) -> Option<u64> {
         for (rule, idx) in self.rules.iter().zip(&self.index) {
             if !matches_all(&rule.target, target) {
                 continue;
@@ -213,12 +262,13 @@ impl Inhibitor {
             // itself (the target matches the target side). A target that
             // is not two-sided is not a source at all, so any entry works.
             let two_sided_target = matches_all(&rule.source, target);
+            let one = first_firing(&bucket.one_sided, now);
             let candidate = if two_sided_target {
-                bucket.one_sided.first().copied()
+                one
             } else {
-                match (bucket.one_sided.first(), bucket.two_sided.first()) {
-                    (Some(&a), Some(&b)) => Some(a.min(b)),
-                    (a, b) => a.or(b).copied(),
+                match (one, first_firing(&bucket.two_sided, now)) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 }
             };
             if candidate.is_some() {
@@ -469,5 +519,71 @@ source_matchers = ['a=~"("']
         // Targets not matching the target side never touch the index.
         let t = label_set([("alertname", "Other"), ("instance", "n1")]);
         assert_eq!(inh.check(&t), None);
+    }
+
+    #[test]
+    fn incremental_index_equals_a_rebuild() {
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let rules = [
+            rule(
+                &[r#"alertname="HostDown""#],
+                &[r#"severity=~"warning|info""#],
+                &["host"],
+            ),
+            rule(
+                &[r#"severity="critical""#],
+                &[r#"severity=~"critical|warning""#],
+                &["alertname"],
+            ),
+            rule(&[r#"alertname="ClusterDown""#], &[], &["cluster"]),
+        ];
+        let mut inc = Inhibitor::new(&rules).unwrap();
+        let names = ["HostDown", "ClusterDown", "Disk", "Load"];
+        let sev = ["critical", "warning", "info"];
+        let labels_of = |i: usize| {
+            label_set([
+                ("alertname", names[i % 4]),
+                ("severity", sev[(i / 4) % 3]),
+                ("host", ["h1", "h2", "h3"][(i / 12) % 3]),
+                ("cluster", ["c1", "c2"][(i / 36) % 2]),
+            ])
+        };
+        let now = 1_000;
+        // fingerprint → (labels, end)
+        let mut live: HashMap<u64, (LabelSet, Option<i64>)> = HashMap::new();
+        for _ in 0..3_000 {
+            let l = labels_of(next(72));
+            let fp = fingerprint(&l);
+            if next(4) == 0 {
+                if let Some((old, _)) = live.remove(&fp) {
+                    inc.remove(fp, &old);
+                }
+            } else {
+                // Ended, ends later, or never ends.
+                let end = [Some(now - 1), Some(now + 5), None][next(3)];
+                inc.upsert(fp, &l, end);
+                live.insert(fp, (l, end));
+            }
+            let mut full = Inhibitor::new(&rules).unwrap();
+            let firing: Vec<(u64, &LabelSet)> = live
+                .iter()
+                .filter(|(_, (_, e))| e.is_none_or(|e| e > now))
+                .map(|(fp, (l, _))| (*fp, l))
+                .collect();
+            full.update(firing.iter().copied());
+            let t = labels_of(next(72));
+            assert_eq!(inc.check_at(&t, now), full.check_at(&t, now), "{t:?}");
+            let sources: Vec<&LabelSet> = firing.iter().map(|(_, l)| *l).collect();
+            assert_eq!(
+                inc.check_at(&t, now),
+                full.is_inhibited(&t, sources.into_iter())
+            );
+        }
     }
 }

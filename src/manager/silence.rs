@@ -3,9 +3,10 @@
 //! maintenance windows; and the index that answers "which silence mutes these labels" without
 //! scanning every silence.
 //!
-//! The index keys each silence by one of its equality matchers (`name="value"`), so a lookup
-//! only checks the silences whose key label the alert carries with that value, plus the few
-//! silences that have no equality matcher.
+//! The index files each silence under one label it needs: the value of an equality matcher
+//! (`name="value"`), the literal prefixes of a regex matcher (`name=~"web-.*"` under `web-`), or
+//! only when neither exists the label's name. A lookup checks only the silences filed under the
+//! alert's label values, their prefixes and its label names.
 
 use std::str::FromStr;
 
@@ -278,15 +279,73 @@ fn parse_cron(expr: &str) -> Result<cron::Schedule, SilenceError> {
     })
 }
 
+/// Where a silence is filed in the index: by a label it needs the alert to carry. Every valid
+/// silence has a matcher that does not match the empty string (else it would mute everything),
+/// and such a matcher needs its label present, so every silence can be filed by something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Anchor {
+    /// An equality matcher `name="value"` (value not empty).
+    Value(String, String),
+    /// A regex matcher whose every match starts with one of these (non-empty) byte strings.
+    Prefixes(String, Vec<Vec<u8>>),
+    /// A matcher that needs `name` present with a non-empty value.
+    Present(String),
+}
+
+/// Most prefixes a regex may be filed under.
+const MAX_PREFIXES: usize = 64;
+
+/// The literal prefixes every match of `value` (a regex, matched whole) starts with, when
+/// there are few and none is empty.
+fn regex_prefixes(value: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::Parser::new().parse(value).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.len() > MAX_PREFIXES || lits.iter().any(|l| l.is_empty()) {
+        return None;
+    }
+    let mut out: Vec<Vec<u8>> = lits.iter().map(|l| l.as_bytes().to_vec()).collect();
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// Silences filed under literal prefixes of one label's value.
+#[derive(Debug, Default)]
+struct PrefixIndex {
+    by_prefix: FxHashMap<Vec<u8>, Vec<u32>>,
+    /// Distinct prefix lengths → number of prefixes of that length (a lookup probes each).
+    lens: std::collections::BTreeMap<usize, usize>,
+}
+
 /// All silences, indexed for muting checks.
+///
+/// Each silence is filed under one [`Anchor`], chosen when it is inserted among its matchers
+/// that need a label present: an equality matcher or a regex with literal prefixes, whichever
+/// currently shares its slot with the fewest silences (so 1,000 silences
+/// `cluster=~"c{j}-.*", severity=~"warning|info"` are filed by their distinct cluster prefixes,
+/// not all under `severity`), and only when neither exists, the label's presence. A lookup
+/// then checks only the silences filed under the alert's label values, their prefixes, or its
+/// label names.
 #[derive(Debug, Default)]
 pub struct Silences {
-    by_id: FxHashMap<String, Silence>,
-    /// Label name → value of one equality matcher → ids (nested, so a lookup borrows the
-    /// alert's label strings instead of building a key).
-    index: FxHashMap<String, FxHashMap<String, Vec<String>>>,
-    /// Silences without an equality matcher.
-    unindexed: Vec<String>,
+    /// Silence and its anchor by slot; `None` slots are free.
+    slots: Vec<Option<(Silence, Anchor)>>,
+    free: Vec<u32>,
+    by_id: FxHashMap<String, u32>,
+    /// Label name → value → slots.
+    values: FxHashMap<String, FxHashMap<String, Vec<u32>>>,
+    /// Label name → prefixes of the value → slots.
+    prefixes: FxHashMap<String, PrefixIndex>,
+    /// Label name → slots of silences that only need the label present.
+    present: FxHashMap<String, Vec<u32>>,
+}
+
+fn remove_slot(v: &mut Vec<u32>, slot: u32) {
+    if let Some(i) = v.iter().position(|s| *s == slot) {
+        v.swap_remove(i);
+    }
 }
 
 impl Silences {
@@ -307,86 +366,221 @@ impl Silences {
 
     /// A silence by id.
     pub fn get(&self, id: &str) -> Option<&Silence> {
-        self.by_id.get(id)
+        let slot = *self.by_id.get(id)?;
+        self.silence(slot)
+    }
+
+    fn silence(&self, slot: u32) -> Option<&Silence> {
+        self.slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .map(|(s, _)| s)
     }
 
     /// Every silence.
     pub fn iter(&self) -> impl Iterator<Item = &Silence> {
-        self.by_id.values()
+        self.slots.iter().flatten().map(|(s, _)| s)
     }
 
-    fn anchor(s: &Silence) -> Option<(String, String)> {
-        s.matchers
+    /// How many silences share the slot(s) `a` would file a silence in.
+    fn crowd(&self, a: &Anchor) -> usize {
+        match a {
+            Anchor::Value(n, v) => self
+                .values
+                .get(n)
+                .and_then(|m| m.get(v))
+                .map_or(0, Vec::len),
+            Anchor::Prefixes(n, ps) => {
+                let idx = self.prefixes.get(n);
+                ps.iter()
+                    .map(|p| 1 + idx.and_then(|i| i.by_prefix.get(p)).map_or(0, Vec::len))
+                    .sum::<usize>()
+                    - 1
+            }
+            Anchor::Present(n) => self.present.get(n).map_or(0, Vec::len),
+        }
+    }
+
+    /// The anchor to file `s` under.
+    fn anchor(&self, s: &Silence) -> Anchor {
+        let mut best: Option<(usize, Anchor)> = None;
+        for m in &s.matchers {
+            let a = match m.op {
+                MatchOp::Eq if !m.value.is_empty() => {
+                    Anchor::Value(m.name.clone(), m.value.clone())
+                }
+                MatchOp::Re if !m.matches_empty() => match regex_prefixes(&m.value) {
+                    Some(ps) => Anchor::Prefixes(m.name.clone(), ps),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let c = self.crowd(&a);
+            if best.as_ref().is_none_or(|(b, _)| c < *b) {
+                best = Some((c, a));
+            }
+        }
+        if let Some((_, a)) = best {
+            return a;
+        }
+        // Validation guarantees a matcher that does not match the empty string.
+        let m = s
+            .matchers
             .iter()
-            .find(|m| m.op == MatchOp::Eq && !m.value.is_empty())
-            .map(|m| (m.name.clone(), m.value.clone()))
+            .find(|m| !m.matches_empty())
+            .or(s.matchers.first());
+        Anchor::Present(m.map(|m| m.name.clone()).unwrap_or_default())
     }
 
-    fn unindex(&mut self, s: &Silence) {
-        match Self::anchor(s) {
-            Some((name, value)) => {
-                if let Some(values) = self.index.get_mut(&name) {
-                    if let Some(ids) = values.get_mut(&value) {
-                        ids.retain(|id| id != &s.id);
-                        if ids.is_empty() {
-                            values.remove(&value);
+    fn file(&mut self, a: &Anchor, slot: u32) {
+        match a {
+            Anchor::Value(n, v) => self
+                .values
+                .entry(n.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()
+                .push(slot),
+            Anchor::Prefixes(n, ps) => {
+                let idx = self.prefixes.entry(n.clone()).or_default();
+                for p in ps {
+                    let slots = idx.by_prefix.entry(p.clone()).or_default();
+                    if slots.is_empty() {
+                        *idx.lens.entry(p.len()).or_default() += 1;
+                    }
+                    slots.push(slot);
+                }
+            }
+            Anchor::Present(n) => self.present.entry(n.clone()).or_default().push(slot),
+        }
+    }
+
+    fn unfile(&mut self, a: &Anchor, slot: u32) {
+        match a {
+            Anchor::Value(n, v) => {
+                if let Some(values) = self.values.get_mut(n) {
+                    if let Some(slots) = values.get_mut(v) {
+                        remove_slot(slots, slot);
+                        if slots.is_empty() {
+                            values.remove(v);
                         }
                     }
                     if values.is_empty() {
-                        self.index.remove(&name);
+                        self.values.remove(n);
                     }
                 }
             }
-            None => self.unindexed.retain(|id| id != &s.id),
+            Anchor::Prefixes(n, ps) => {
+                if let Some(idx) = self.prefixes.get_mut(n) {
+                    for p in ps {
+                        let Some(slots) = idx.by_prefix.get_mut(p) else {
+                            continue;
+                        };
+                        remove_slot(slots, slot);
+                        if slots.is_empty() {
+                            idx.by_prefix.remove(p);
+                            if let Some(c) = idx.lens.get_mut(&p.len()) {
+                                *c -= 1;
+                                if *c == 0 {
+                                    idx.lens.remove(&p.len());
+                                }
+                            }
+                        }
+                    }
+                    if idx.by_prefix.is_empty() {
+                        self.prefixes.remove(n);
+                    }
+                }
+            }
+            Anchor::Present(n) => {
+                if let Some(slots) = self.present.get_mut(n) {
+                    remove_slot(slots, slot);
+                    if slots.is_empty() {
+                        self.present.remove(n);
+                    }
+                }
+            }
         }
     }
 
     /// Adds or replaces a silence.
     pub fn insert(&mut self, s: Silence) {
-        if let Some(old) = self.by_id.remove(&s.id) {
-            self.unindex(&old);
-        }
-        match Self::anchor(&s) {
-            Some((name, value)) => self
-                .index
-                .entry(name)
-                .or_default()
-                .entry(value)
-                .or_default()
-                .push(s.id.clone()),
-            None => self.unindexed.push(s.id.clone()),
-        }
-        self.by_id.insert(s.id.clone(), s);
+        self.remove(&s.id);
+        let anchor = self.anchor(&s);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.file(&anchor, slot);
+        self.by_id.insert(s.id.clone(), slot);
+        self.slots[slot as usize] = Some((s, anchor));
     }
 
     /// Removes a silence.
     pub fn remove(&mut self, id: &str) -> Option<Silence> {
-        let s = self.by_id.remove(id)?;
-        self.unindex(&s);
+        let slot = self.by_id.remove(id)?;
+        let (s, anchor) = self.slots.get_mut(slot as usize)?.take()?;
+        self.unfile(&anchor, slot);
+        self.free.push(slot);
         Some(s)
+    }
+
+    /// The silences that may mute `labels`: every silence that does is among them (some more
+    /// than once).
+    fn candidates<'a>(&'a self, labels: &'a LabelSet) -> impl Iterator<Item = u32> + 'a {
+        labels.iter().flat_map(move |(k, v)| {
+            let by_value = self.values.get(k.as_str()).and_then(|m| m.get(v.as_str()));
+            let by_prefix = self
+                .prefixes
+                .get(k.as_str())
+                .into_iter()
+                .flat_map(move |idx| {
+                    let bytes = v.as_bytes();
+                    idx.lens
+                        .keys()
+                        .take_while(move |l| **l <= bytes.len())
+                        .filter_map(move |l| idx.by_prefix.get(&bytes[..*l]))
+                        .flatten()
+                });
+            let by_name = self.present.get(k.as_str());
+            by_value
+                .into_iter()
+                .flatten()
+                .chain(by_prefix)
+                .chain(by_name.into_iter().flatten())
+                .copied()
+        })
     }
 
     /// The id of a silence muting `labels` at `now`, if any.
     pub fn muted_by(&self, labels: &LabelSet, now: i64) -> Option<&str> {
-        let candidates = labels
-            .iter()
-            .filter_map(|(k, v)| self.index.get(k)?.get(v))
-            .flatten()
-            .chain(self.unindexed.iter());
-        for id in candidates {
-            if let Some(s) = self.by_id.get(id)
-                && s.mutes(labels, now)
-            {
-                return Some(&s.id);
-            }
-        }
-        None
+        self.candidates(labels)
+            .filter_map(|slot| self.silence(slot))
+            .find(|s| s.mutes(labels, now))
+            .map(|s| s.id.as_str())
+    }
+
+    /// Ids of every silence muting `labels` at `now` (each once, in no particular order).
+    pub fn all_muting(&self, labels: &LabelSet, now: i64) -> Vec<String> {
+        let mut slots: Vec<u32> = self
+            .candidates(labels)
+            .filter(|slot| self.silence(*slot).is_some_and(|s| s.mutes(labels, now)))
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+            .into_iter()
+            .filter_map(|slot| self.silence(slot))
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     /// Ids of silences expired for longer than `retention` at `now`.
     pub fn purgeable(&self, now: i64, retention: i64) -> Vec<String> {
-        self.by_id
-            .values()
+        self.iter()
             .filter(|s| s.spec.ends_at.saturating_add(retention) < now)
             .map(|s| s.id.clone())
             .collect()
@@ -394,7 +588,7 @@ impl Silences {
 
     /// The earliest state change of any silence after `now`.
     pub fn next_change(&self, now: i64) -> Option<i64> {
-        self.by_id.values().filter_map(|s| s.next_change(now)).min()
+        self.iter().filter_map(|s| s.next_change(now)).min()
     }
 }
 
@@ -533,5 +727,117 @@ mod tests {
             None
         );
         assert_eq!(all.purgeable(200 * S, 50 * S).len(), 10_000);
+    }
+
+    /// A small deterministic generator for randomized tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn regex_prefixes_cover_every_match() {
+        assert_eq!(regex_prefixes("c12-.*"), Some(vec![b"c12-".to_vec()]));
+        assert_eq!(
+            regex_prefixes("warning|info"),
+            Some(vec![b"info".to_vec(), b"warning".to_vec()])
+        );
+        assert_eq!(regex_prefixes(".*-prod"), None);
+        let p = regex_prefixes("a?b").unwrap();
+        assert!(
+            ["ab", "b"]
+                .iter()
+                .all(|v| p.iter().any(|x| v.as_bytes().starts_with(x)))
+        );
+        assert!(regex_prefixes("x|.*").is_none());
+    }
+
+    #[test]
+    fn index_agrees_with_a_linear_scan() {
+        let names = ["alertname", "cluster", "severity", "host", "team"];
+        let values = [
+            "", "a", "ab", "abc", "b", "web-1", "web-12", "web-x", "Web-1", "c1-a", "c12-b", "c1",
+            "prod", "stage", "warning", "info", "é", "éa", "x", "xy", "yy",
+        ];
+        let regexes = [
+            "a|ab",
+            "ab*",
+            "(?i)web-.*",
+            "web-[0-9]+",
+            ".+",
+            "x*y",
+            "[ab]c?",
+            "prod|stage",
+            "c1-.*",
+            "c12-.*",
+            "warning|info",
+            ".*",
+            "é.*",
+            "(a|b)(b|c)",
+            "a?b",
+            "y+",
+            "web-1|web-12",
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..40 {
+            let mut all = Silences::new();
+            let mut live: Vec<String> = Vec::new();
+            for i in 0..60 {
+                let n = 1 + rng.next(3);
+                let ms: Vec<String> = (0..n)
+                    .map(|_| {
+                        let name = names[rng.next(names.len())];
+                        match rng.next(4) {
+                            0 => format!("{name}=\"{}\"", values[rng.next(values.len())]),
+                            1 => format!("{name}!=\"{}\"", values[rng.next(values.len())]),
+                            2 => format!("{name}=~\"{}\"", regexes[rng.next(regexes.len())]),
+                            _ => format!("{name}!~\"{}\"", regexes[rng.next(regexes.len())]),
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&str> = ms.iter().map(String::as_str).collect();
+                // Replace an existing silence now and then.
+                let id = if !live.is_empty() && rng.next(5) == 0 {
+                    live[rng.next(live.len())].clone()
+                } else {
+                    format!("s{round}-{i}")
+                };
+                if let Ok(s) = Silence::new(id.clone(), spec(&refs, 0, 100 * S), 0) {
+                    all.insert(s);
+                    if !live.contains(&id) {
+                        live.push(id);
+                    }
+                }
+                if rng.next(6) == 0 && !live.is_empty() {
+                    let gone = live.swap_remove(rng.next(live.len()));
+                    assert!(all.remove(&gone).is_some());
+                }
+            }
+            assert_eq!(all.len(), live.len());
+            for _ in 0..300 {
+                let mut pairs: Vec<(&str, &str)> = Vec::new();
+                for n in names {
+                    if rng.next(3) != 0 {
+                        pairs.push((n, values[rng.next(values.len())]));
+                    }
+                }
+                let labels = label_set(pairs);
+                let mut want: Vec<String> = all
+                    .iter()
+                    .filter(|s| s.mutes(&labels, S))
+                    .map(|s| s.id.clone())
+                    .collect();
+                want.sort();
+                let mut got = all.all_muting(&labels, S);
+                got.sort();
+                assert_eq!(got, want, "{labels:?}");
+                assert_eq!(all.muted_by(&labels, S).is_some(), !want.is_empty());
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod tick;
 pub mod webhook;
 
 use crate::clock::now_ns;
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -38,12 +39,13 @@ use tick::HandlerTarget;
 /// Longest wait between retries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-fn keep_resolved(n: &Notification, send_resolved: bool) -> Option<Notification> {
-    let mut n = n.clone();
-    if !send_resolved {
-        n.alerts.retain(|a| a.status == AlertStatus::Firing);
+fn keep_resolved(n: &Notification, send_resolved: bool) -> Option<Cow<'_, Notification>> {
+    if send_resolved || n.alerts.iter().all(|a| a.status == AlertStatus::Firing) {
+        return (!n.alerts.is_empty()).then_some(Cow::Borrowed(n));
     }
-    (!n.alerts.is_empty()).then_some(n)
+    let mut n = n.clone();
+    n.alerts.retain(|a| a.status == AlertStatus::Firing);
+    (!n.alerts.is_empty()).then_some(Cow::Owned(n))
 }
 
 /// The outbox rows of a group notification: one per integration of the receiver (one per alert
@@ -69,7 +71,7 @@ pub fn group_outbox(r: &Receiver, n: &Notification) -> Vec<OutboxInsert> {
     if let Some(l) = &r.log
         && let Some(n) = keep_resolved(n, l.send_resolved)
     {
-        let body = webhook::alertmanager_v4(&n).to_string();
+        let body = webhook::alertmanager_v4_text(&n, &n.alerts, n.truncated);
         let path = l.path.display().to_string();
         out.push(row(r.name.clone(), "log", &path, body, &n.group_key));
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use super::notification::{AlertStatus, Notification, NotifiedAlert, rfc3339};
+use crate::manager::labels::LabelSet;
 use crate::manager::route::parse_duration;
 
 /// The body format.
@@ -147,12 +148,16 @@ impl Webhook {
     pub fn render(&self, n: &Notification) -> Vec<String> {
         match self.format {
             WebhookFormat::Alertmanager => {
-                let mut n = n.clone();
-                if self.max_alerts > 0 && n.alerts.len() > self.max_alerts {
-                    n.truncated += n.alerts.len() - self.max_alerts;
-                    n.alerts.truncate(self.max_alerts);
-                }
-                vec![alertmanager_v4(&n).to_string()]
+                let (alerts, truncated) = if self.max_alerts > 0 && n.alerts.len() > self.max_alerts
+                {
+                    (
+                        &n.alerts[..self.max_alerts],
+                        n.truncated + n.alerts.len() - self.max_alerts,
+                    )
+                } else {
+                    (&n.alerts[..], n.truncated)
+                };
+                vec![alertmanager_v4_text(n, alerts, truncated)]
             }
             WebhookFormat::Kapacitor => n
                 .alerts
@@ -178,6 +183,99 @@ pub fn alertmanager_v4(n: &Notification) -> Json {
         "notification_reason": n.reason,
         "alerts": n.alerts.iter().map(NotifiedAlert::to_json).collect::<Vec<_>>(),
     })
+}
+
+/// [`alertmanager_v4`] of `n` with only `alerts` and `truncated`, as text, written straight from
+/// the notification (the same bytes as `alertmanager_v4(..).to_string()`, without building a
+/// JSON tree of copies first).
+pub fn alertmanager_v4_text(
+    n: &Notification,
+    alerts: &[NotifiedAlert],
+    truncated: usize,
+) -> String {
+    use serde::Serialize;
+
+    // Fields in the order a JSON object prints its keys (sorted).
+    #[derive(Serialize)]
+    struct Payload<'a> {
+        alerts: Vec<AlertOut<'a>>,
+        #[serde(rename = "commonAnnotations")]
+        common_annotations: LabelSet,
+        #[serde(rename = "commonLabels")]
+        common_labels: LabelSet,
+        #[serde(rename = "externalURL")]
+        external_url: &'a str,
+        #[serde(rename = "groupKey")]
+        group_key: &'a str,
+        #[serde(rename = "groupLabels")]
+        group_labels: &'a LabelSet,
+        notification_reason: &'a str,
+        receiver: &'a str,
+        status: &'static str,
+        #[serde(rename = "truncatedAlerts")]
+        truncated_alerts: usize,
+        version: &'static str,
+    }
+    #[derive(Serialize)]
+    struct AlertOut<'a> {
+        annotations: &'a LabelSet,
+        #[serde(rename = "endsAt")]
+        ends_at: String,
+        fingerprint: String,
+        #[serde(rename = "generatorURL")]
+        generator_url: &'a str,
+        labels: &'a LabelSet,
+        #[serde(rename = "startsAt")]
+        starts_at: String,
+        status: &'static str,
+    }
+    let status = if alerts.iter().any(|a| a.status == AlertStatus::Firing) {
+        AlertStatus::Firing
+    } else {
+        AlertStatus::Resolved
+    };
+    let p = Payload {
+        alerts: alerts
+            .iter()
+            .map(|a| AlertOut {
+                annotations: &a.annotations,
+                ends_at: a
+                    .ends_at
+                    .map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339),
+                fingerprint: format!("{:016x}", a.fingerprint),
+                generator_url: &a.generator_url,
+                labels: &a.labels,
+                starts_at: rfc3339(a.starts_at),
+                status: a.status.as_str(),
+            })
+            .collect(),
+        common_annotations: common(alerts.iter().map(|a| &a.annotations)),
+        common_labels: common(alerts.iter().map(|a| &a.labels)),
+        external_url: &n.external_url,
+        group_key: &n.group_key,
+        group_labels: &n.group_labels,
+        notification_reason: &n.reason,
+        receiver: &n.receiver,
+        status: status.as_str(),
+        truncated_alerts: truncated,
+        version: "4",
+    };
+    serde_json::to_string(&p).unwrap_or_default()
+}
+
+/// Label pairs shared by every set.
+fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
+    let Some(first) = sets.next() else {
+        return LabelSet::new();
+    };
+    let mut out = first.clone();
+    for s in sets {
+        out.retain(|k, v| s.get(k) == Some(v));
+        if out.is_empty() {
+            break;
+        }
+    }
+    out
 }
 
 /// One alert in Kapacitor's alert JSON (`id`, `message`, `details`, `time`, `duration`, `level`,
@@ -308,5 +406,36 @@ mod tests {
             "receiver \"ops\": webhook.url: unsupported scheme 'ftp'"
         );
         assert!(toml::from_str::<WebhookConfig>("url = \"http://x\"\nurls = 1").is_err());
+    }
+
+    #[test]
+    fn v4_text_is_the_json_tree_printed() {
+        for n in [0, 1, 3, 20] {
+            let mut notif = notification(n);
+            notif
+                .group_labels
+                .insert("quote\"d".into(), "line\nbreak é".into());
+            if n > 1 {
+                notif.alerts[1]
+                    .annotations
+                    .insert("extra".into(), "x".into());
+            }
+            let text = alertmanager_v4_text(&notif, &notif.alerts, notif.truncated);
+            assert_eq!(text, alertmanager_v4(&notif).to_string());
+            let w = Webhook {
+                url: "http://x".into(),
+                format: WebhookFormat::Alertmanager,
+                headers: Vec::new(),
+                timeout: std::time::Duration::from_secs(1),
+                max_alerts: 2,
+                send_resolved: true,
+            };
+            let mut cut = notif.clone();
+            if cut.alerts.len() > 2 {
+                cut.truncated += cut.alerts.len() - 2;
+                cut.alerts.truncate(2);
+            }
+            assert_eq!(w.render(&notif), vec![alertmanager_v4(&cut).to_string()]);
+        }
     }
 }

@@ -101,6 +101,9 @@ pub struct OutboxInsert {
 /// An alert of the alert manager as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
+    /// Row id, assigned by the dispatcher: a new alert gets the next one, so new rows go to the
+    /// end of the table instead of a random place.
+    pub row: i64,
     /// Fingerprint (bit pattern of the u64).
     pub fingerprint: i64,
     /// Labels, JSON object.
@@ -158,7 +161,7 @@ pub struct Changes {
     pub event: Option<EventRecord>,
     /// Alerts created or changed.
     pub alerts: Vec<AlertRow>,
-    /// Alerts forgotten (fingerprints).
+    /// Alerts forgotten (row ids).
     pub alert_deletes: Vec<i64>,
     /// Notifications to deliver.
     pub outbox: Vec<OutboxInsert>,
@@ -371,34 +374,6 @@ impl Storage {
                 .execute(&mut *tx)
                 .await?;
             }
-            for a in &c.alerts {
-                sqlx::query(
-                    "INSERT INTO alerts (fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (fingerprint) DO UPDATE SET
-                       labels = excluded.labels, annotations = excluded.annotations,
-                       starts_ns = excluded.starts_ns, ends_ns = excluded.ends_ns,
-                       updated_ns = excluded.updated_ns, generator_url = excluded.generator_url,
-                       source = excluded.source, timeout = excluded.timeout",
-                )
-                .bind(a.fingerprint)
-                .bind(&a.labels)
-                .bind(&a.annotations)
-                .bind(a.starts_ns)
-                .bind(a.ends_ns)
-                .bind(a.updated_ns)
-                .bind(&a.generator_url)
-                .bind(&a.source)
-                .bind(a.timeout)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for fp in &c.alert_deletes {
-                sqlx::query("DELETE FROM alerts WHERE fingerprint = ?")
-                    .bind(fp)
-                    .execute(&mut *tx)
-                    .await?;
-            }
             for d in &c.outbox {
                 let headers = serde_json::Value::Object(
                     d.headers
@@ -482,14 +457,15 @@ impl Storage {
                     .await?;
             }
         }
+        write_alerts(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Every stored alert of the alert manager.
+    /// Every stored alert of the alert manager, in row order.
     pub async fn load_alerts(&self) -> Result<Vec<AlertRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout FROM alerts",
+            "SELECT fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout, id FROM alerts ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -505,6 +481,7 @@ impl Storage {
                 generator_url: r.get(6),
                 source: r.get(7),
                 timeout: r.get(8),
+                row: r.get(9),
             })
             .collect())
     }
@@ -543,6 +520,107 @@ impl Storage {
             })
             .collect())
     }
+}
+
+/// Rows per multi-row statement (a power of two; smaller tails go by halves, so at most a few
+/// statement texts are prepared and cached).
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// The chunk sizes `n` rows are written in: full chunks, then the tail by powers of two.
+fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let c = if n >= ROWS_PER_STATEMENT {
+            ROWS_PER_STATEMENT
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
+        n -= c;
+        Some(c)
+    })
+}
+
+/// `(?, ?, ...), (?, ...)`: `rows` groups of `cols` placeholders.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(", "));
+    vec![one; rows].join(", ")
+}
+
+/// Writes the alert rows and deletes of a batch, coalesced: only the last change of each
+/// fingerprint counts (every change replaces the whole row, or deletes it), and rows go in
+/// multi-row statements instead of one statement per row.
+async fn write_alerts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: &[Changes],
+) -> Result<(), StorageError> {
+    let mut last: rustc_hash::FxHashMap<i64, Option<&AlertRow>> = Default::default();
+    for c in batch {
+        for a in &c.alerts {
+            last.insert(a.row, Some(a));
+        }
+        for row in &c.alert_deletes {
+            last.insert(*row, None);
+        }
+    }
+    if last.is_empty() {
+        return Ok(());
+    }
+    let mut upserts: Vec<&AlertRow> = last.values().filter_map(|r| *r).collect();
+    let mut deletes: Vec<i64> = last
+        .iter()
+        .filter(|(_, r)| r.is_none())
+        .map(|(fp, _)| *fp)
+        .collect();
+    // In row order: new rows append to the table.
+    upserts.sort_unstable_by_key(|a| a.row);
+    deletes.sort_unstable();
+    let mut rest = &deletes[..];
+    for n in chunk_sizes(deletes.len()) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let sql = format!(
+            "DELETE FROM alerts WHERE id IN ({})",
+            vec!["?"; n].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for fp in chunk {
+            q = q.bind(fp);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let mut rest = &upserts[..];
+    for n in chunk_sizes(upserts.len()) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let sql = format!(
+            "INSERT INTO alerts (id, fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
+             VALUES {}
+             ON CONFLICT (id) DO UPDATE SET
+               fingerprint = excluded.fingerprint, labels = excluded.labels, annotations = excluded.annotations,
+               starts_ns = excluded.starts_ns, ends_ns = excluded.ends_ns,
+               updated_ns = excluded.updated_ns, generator_url = excluded.generator_url,
+               source = excluded.source, timeout = excluded.timeout",
+            placeholders(n, 10)
+        );
+        let mut q = sqlx::query(&sql);
+        for a in chunk {
+            q = q
+                .bind(a.row)
+                .bind(a.fingerprint)
+                .bind(&a.labels)
+                .bind(&a.annotations)
+                .bind(a.starts_ns)
+                .bind(a.ends_ns)
+                .bind(a.updated_ns)
+                .bind(&a.generator_url)
+                .bind(&a.source)
+                .bind(a.timeout);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 impl Storage {
@@ -843,5 +921,73 @@ pub async fn run_writer(
             }
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_row_with_few_sizes() {
+        for n in 0..300 {
+            let sizes: Vec<usize> = chunk_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(
+                sizes
+                    .iter()
+                    .all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT)
+            );
+        }
+    }
+
+    fn row(fp: i64, ends: i64) -> AlertRow {
+        AlertRow {
+            row: fp + 1,
+            fingerprint: fp,
+            labels: format!("{{\"i\":\"{fp}\"}}"),
+            annotations: "{}".into(),
+            starts_ns: 1,
+            ends_ns: Some(ends),
+            updated_ns: 1,
+            generator_url: String::new(),
+            source: "{\"kind\":\"api\"}".into(),
+            timeout: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn coalesced_alert_writes_keep_the_last_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let upsert = |rows: Vec<AlertRow>| Changes {
+            alerts: rows,
+            ..Changes::default()
+        };
+        let delete = |fps: Vec<i64>| Changes {
+            alert_deletes: fps,
+            ..Changes::default()
+        };
+        // 200 rows (several statements), then in one batch: 7 deleted after an update, 8
+        // re-inserted after a delete, 9 updated twice.
+        st.write(&[upsert((0..200).map(|i| row(i, 10)).collect())])
+            .await
+            .unwrap();
+        st.write(&[
+            upsert(vec![row(7, 20)]),
+            delete(vec![8, 9]),
+            upsert(vec![row(8, 30), row(9, 40)]),
+            upsert(vec![row(9, 50)]),
+        ])
+        .await
+        .unwrap();
+        let got = st.load_alerts().await.unwrap();
+        assert!(got.windows(2).all(|w| w[0].row < w[1].row));
+        assert_eq!(got.len(), 199);
+        assert!(got.iter().all(|r| r.fingerprint != 7));
+        let find = |fp: i64| got.iter().find(|r| r.fingerprint == fp).unwrap().clone();
+        assert_eq!(find(8), row(8, 30));
+        assert_eq!(find(9), row(9, 50));
+        assert_eq!(find(199), row(199, 10));
     }
 }
