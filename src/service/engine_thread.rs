@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use crate::engine::task::Restored;
 use crate::engine::{Engine, Task, TaskConfig, TaskStats};
-use crate::ingest::line_protocol::parse_line;
-use crate::ingest::write::WriteBatch;
+use crate::engine::{FieldRef, LineView, SeriesId};
+use crate::ingest::points::PointRef;
+use crate::ingest::write::{SPARE_POINTS, WriteBatch};
 use crate::manager::dispatch::{Msg, RuleEvent};
 use crate::rules::plan::TaskPlan;
 use crate::storage::{EventRecord, StoredAlert};
@@ -54,15 +55,18 @@ pub fn restore_map(stored: Vec<StoredAlert>) -> RestoreMap {
 pub struct Queued {
     /// The batch.
     pub batch: WriteBatch,
+    /// Bytes counted in the queue for it.
+    bytes: usize,
     /// Shards that have not evaluated it yet.
     remaining: AtomicUsize,
 }
 
 impl Queued {
-    /// A batch every one of `shards` must evaluate.
-    pub fn new(batch: WriteBatch, shards: usize) -> Queued {
+    /// A batch of `bytes` every one of `shards` must evaluate.
+    pub fn new(batch: WriteBatch, bytes: usize, shards: usize) -> Queued {
         Queued {
             batch,
+            bytes,
             remaining: AtomicUsize::new(shards),
         }
     }
@@ -71,11 +75,16 @@ impl Queued {
     pub fn done(&self, shared: &Shared) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let depth = shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-            shared
-                .queued_bytes
-                .fetch_sub(self.batch.body.len(), Ordering::Relaxed);
+            shared.queued_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
             shared.metrics.ingest_queue_depth.set(depth as i64);
         }
+    }
+}
+
+impl Drop for Queued {
+    /// The last holder gives the batch's vectors back for the next request.
+    fn drop(&mut self) {
+        SPARE_POINTS.put(std::mem::take(&mut self.batch.lines));
     }
 }
 
@@ -204,6 +213,9 @@ impl EngineThreads {
                 engine: Engine::from_tasks(Vec::new()),
                 status: Vec::new(),
                 last_stats: FxHashMap::default(),
+                wanted: Vec::new(),
+                layout_ids: FxHashMap::default(),
+                layout_map: Vec::new(),
             };
             state.apply(loaded.clone(), Some(restore.clone()));
             handles.push(
@@ -239,6 +251,55 @@ struct State {
     engine: Engine,
     status: Vec<RuleStatus>,
     last_stats: FxHashMap<String, TaskStats>,
+    /// Scratch: which measurements of the current batch this shard reads.
+    wanted: Vec<bool>,
+    /// Ids of the field-key layouts seen, for the engine's per-series field cache.
+    layout_ids: FxHashMap<Box<[Box<str>]>, u32>,
+    /// Scratch: the shard's id of each layout of the current batch.
+    layout_map: Vec<Option<u32>>,
+}
+
+/// Distinct field-key layouts a shard gives ids to; lines of others compare names.
+const MAX_LAYOUT_IDS: usize = 65_536;
+
+/// A point of a batch with the shard's id of its field keys.
+struct ShardPoint<'a> {
+    p: PointRef<'a>,
+    layout: Option<u32>,
+}
+
+impl LineView for ShardPoint<'_> {
+    fn measurement(&self) -> &str {
+        self.p.measurement()
+    }
+
+    fn series_key(&self) -> &str {
+        self.p.series_key()
+    }
+
+    fn series_id(&self) -> SeriesId {
+        self.p.series_id()
+    }
+
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.p.tags()
+    }
+
+    fn field_count(&self) -> usize {
+        self.p.field_count()
+    }
+
+    fn fields(&self) -> impl Iterator<Item = (&str, FieldRef<'_>)> {
+        self.p.fields()
+    }
+
+    fn field_at(&self, i: usize) -> Option<FieldRef<'_>> {
+        self.p.field_at(i)
+    }
+
+    fn field_layout(&self) -> Option<u32> {
+        self.layout
+    }
 }
 
 impl State {
@@ -273,28 +334,40 @@ impl State {
     }
 
     fn write(&mut self, b: &WriteBatch) {
-        let mut n = 0u64;
-        for &(s, e, m) in &b.lines {
-            let Some(raw) = b.body.get(s as usize..e as usize) else {
-                continue;
+        // Which of the batch's measurements this shard reads, and the shard's ids of the batch's
+        // field-key layouts, decided once per batch.
+        self.wanted.clear();
+        self.wanted
+            .extend(b.lines.measurements().map(|m| self.engine.wants(m)));
+        self.layout_map.clear();
+        for l in b.lines.layouts() {
+            let next = self.layout_ids.len() as u32;
+            let id = match self.layout_ids.get(l) {
+                Some(&id) => Some(id),
+                None if self.layout_ids.len() < MAX_LAYOUT_IDS => {
+                    self.layout_ids.insert(l.into(), next);
+                    Some(next)
+                }
+                None => None,
             };
-            // Skip lines of measurements this shard does not read before parsing them (a
-            // measurement with escapes is parsed to compare its unescaped name).
-            if let Some(meas) = raw.get(..m as usize)
-                && !meas.contains(&b'\\')
-                && !std::str::from_utf8(meas).is_ok_and(|name| self.engine.wants(name))
+            self.layout_map.push(id);
+        }
+        let mut n = 0u64;
+        for p in b.lines.iter() {
+            if !self
+                .wanted
+                .get(p.measurement_index())
+                .copied()
+                .unwrap_or(false)
             {
                 continue;
             }
-            let Ok(line) = std::str::from_utf8(raw) else {
-                continue;
-            };
-            let Ok(p) = parse_line(line, 0) else { continue };
-            let t = p
-                .timestamp
-                .and_then(|ts| b.precision.to_nanos(ts))
-                .unwrap_or(b.now);
-            self.engine.process(Some(&b.db), Some(&b.rp), &p, t);
+            let layout = p
+                .layout_index()
+                .and_then(|i| self.layout_map.get(i).copied().flatten());
+            let point = ShardPoint { p, layout };
+            self.engine
+                .process(Some(&b.db), Some(&b.rp), &point, p.time());
             n += 1;
         }
         self.shared.metrics.engine_points.inc_by(n);
