@@ -9,6 +9,7 @@
 //! The vectors are reused: a batch that every shard has evaluated gives them back to a
 //! [`PointsPool`], and the next request fills them again.
 
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
 use super::line_protocol::{EscStr, FieldValue, ParsedLine};
@@ -352,6 +353,94 @@ impl PointRef<'_> {
             Val::Bool(b) => FieldRef::Bool(b),
             Val::Str(s) => FieldRef::Str(self.p.resolve(s)),
         }
+    }
+}
+
+/// Distinct field-key layouts a reader gives ids to; lines of others compare names.
+const MAX_LAYOUT_IDS: usize = 65_536;
+
+/// Ids of field-key layouts that stay the same across batches, for one reader of batches (an
+/// engine shard): the engine caches per series which fields it takes from a line, and checks
+/// the cache with this id instead of comparing names.
+#[derive(Debug, Default)]
+pub struct LayoutIds {
+    ids: FxHashMap<Box<[Box<str>]>, u32>,
+    /// The id of each layout of the current batch.
+    current: Vec<Option<u32>>,
+}
+
+impl LayoutIds {
+    /// Gives ids to the layouts of `batch`, whose points are read next.
+    pub fn start_batch(&mut self, batch: &Points) {
+        self.current.clear();
+        for l in batch.layouts() {
+            let next = self.ids.len() as u32;
+            let id = match self.ids.get(l) {
+                Some(&id) => Some(id),
+                None if self.ids.len() < MAX_LAYOUT_IDS => {
+                    self.ids.insert(l.into(), next);
+                    Some(next)
+                }
+                None => None,
+            };
+            self.current.push(id);
+        }
+    }
+
+    /// A point of the current batch with the id of its field keys.
+    pub fn point<'a>(&self, p: PointRef<'a>) -> LaidOut<'a> {
+        let layout = p
+            .layout_index()
+            .and_then(|i| self.current.get(i).copied().flatten());
+        LaidOut { p, layout }
+    }
+}
+
+/// A point of a batch with its [`LayoutIds`] id.
+pub struct LaidOut<'a> {
+    p: PointRef<'a>,
+    layout: Option<u32>,
+}
+
+impl LineView for LaidOut<'_> {
+    #[inline]
+    fn measurement(&self) -> &str {
+        self.p.measurement()
+    }
+
+    #[inline]
+    fn series_key(&self) -> &str {
+        self.p.series_key()
+    }
+
+    #[inline]
+    fn series_id(&self) -> SeriesId {
+        self.p.series_id()
+    }
+
+    #[inline]
+    fn tags(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.p.tags()
+    }
+
+    #[inline]
+    fn field_count(&self) -> usize {
+        self.p.field_count()
+    }
+
+    #[inline]
+    fn fields(&self) -> impl Iterator<Item = (&str, FieldRef<'_>)> {
+        self.p.fields()
+    }
+
+    #[inline]
+    fn field_at(&self, i: usize) -> Option<FieldRef<'_>> {
+        self.p.field_at(i)
+    }
+
+    #[inline]
+    fn field_layout(&self) -> Option<u32> {
+        self.layout
     }
 }
 

@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use crate::engine::task::Restored;
 use crate::engine::{Engine, Task, TaskConfig, TaskStats};
-use crate::engine::{FieldRef, LineView, SeriesId};
-use crate::ingest::points::PointRef;
+use crate::ingest::points::LayoutIds;
 use crate::ingest::write::{SPARE_POINTS, WriteBatch};
 use crate::manager::dispatch::{Msg, RuleEvent};
 use crate::rules::plan::TaskPlan;
@@ -214,8 +213,7 @@ impl EngineThreads {
                 status: Vec::new(),
                 last_stats: FxHashMap::default(),
                 wanted: Vec::new(),
-                layout_ids: FxHashMap::default(),
-                layout_map: Vec::new(),
+                layouts: LayoutIds::default(),
             };
             state.apply(loaded.clone(), Some(restore.clone()));
             handles.push(
@@ -254,52 +252,7 @@ struct State {
     /// Scratch: which measurements of the current batch this shard reads.
     wanted: Vec<bool>,
     /// Ids of the field-key layouts seen, for the engine's per-series field cache.
-    layout_ids: FxHashMap<Box<[Box<str>]>, u32>,
-    /// Scratch: the shard's id of each layout of the current batch.
-    layout_map: Vec<Option<u32>>,
-}
-
-/// Distinct field-key layouts a shard gives ids to; lines of others compare names.
-const MAX_LAYOUT_IDS: usize = 65_536;
-
-/// A point of a batch with the shard's id of its field keys.
-struct ShardPoint<'a> {
-    p: PointRef<'a>,
-    layout: Option<u32>,
-}
-
-impl LineView for ShardPoint<'_> {
-    fn measurement(&self) -> &str {
-        self.p.measurement()
-    }
-
-    fn series_key(&self) -> &str {
-        self.p.series_key()
-    }
-
-    fn series_id(&self) -> SeriesId {
-        self.p.series_id()
-    }
-
-    fn tags(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
-        self.p.tags()
-    }
-
-    fn field_count(&self) -> usize {
-        self.p.field_count()
-    }
-
-    fn fields(&self) -> impl Iterator<Item = (&str, FieldRef<'_>)> {
-        self.p.fields()
-    }
-
-    fn field_at(&self, i: usize) -> Option<FieldRef<'_>> {
-        self.p.field_at(i)
-    }
-
-    fn field_layout(&self) -> Option<u32> {
-        self.layout
-    }
+    layouts: LayoutIds,
 }
 
 impl State {
@@ -339,19 +292,7 @@ impl State {
         self.wanted.clear();
         self.wanted
             .extend(b.lines.measurements().map(|m| self.engine.wants(m)));
-        self.layout_map.clear();
-        for l in b.lines.layouts() {
-            let next = self.layout_ids.len() as u32;
-            let id = match self.layout_ids.get(l) {
-                Some(&id) => Some(id),
-                None if self.layout_ids.len() < MAX_LAYOUT_IDS => {
-                    self.layout_ids.insert(l.into(), next);
-                    Some(next)
-                }
-                None => None,
-            };
-            self.layout_map.push(id);
-        }
+        self.layouts.start_batch(&b.lines);
         let mut n = 0u64;
         for p in b.lines.iter() {
             if !self
@@ -362,12 +303,8 @@ impl State {
             {
                 continue;
             }
-            let layout = p
-                .layout_index()
-                .and_then(|i| self.layout_map.get(i).copied().flatten());
-            let point = ShardPoint { p, layout };
             self.engine
-                .process(Some(&b.db), Some(&b.rp), &point, p.time());
+                .process(Some(&b.db), Some(&b.rp), &self.layouts.point(p), p.time());
             n += 1;
         }
         self.shared.metrics.engine_points.inc_by(n);
