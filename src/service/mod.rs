@@ -157,6 +157,15 @@ impl Shared {
         }
     }
 
+    /// Whether the queue has room for another batch now. Write handlers ask before parsing a
+    /// body, so a body that would be refused with 429 anyway costs no parsing.
+    pub fn has_room(&self) -> bool {
+        let depth = self.queued.load(Ordering::Relaxed);
+        depth == 0
+            || (depth < self.config.ingest.queue_batches
+                && self.queued_bytes.load(Ordering::Relaxed) < self.config.ingest.queue_bytes)
+    }
+
     /// Queues a batch for every engine shard without waiting; false when the queue is full.
     pub fn submit(&self, batch: WriteBatch) -> bool {
         // Count before sending: a shard may finish the batch (and decrement) at once.
