@@ -289,8 +289,8 @@ pub struct IngestConfig {
     /// Batches of points waiting for the rules engine. When the queue is full, writes get 429
     /// with `Retry-After` instead of growing memory.
     pub queue_batches: usize,
-    /// Bytes of request bodies waiting for the rules engine; past it writes get 429 too, so the
-    /// queue's memory is bounded whatever the batch size.
+    /// Bytes of request bodies, with their parsed points, waiting for the rules engine; past it
+    /// writes get 429 too, so the queue's memory is bounded whatever the batch size.
     pub queue_bytes: usize,
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     pub retry_after_secs: u64,

@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod event;
+pub mod line;
 pub mod nodes;
 pub mod point;
 pub mod stats;
@@ -18,17 +19,33 @@ use std::hash::Hasher;
 use std::sync::Arc;
 
 pub use event::AlertEvent;
+pub use line::{FieldRef, LineView};
 pub use stats::TaskStats;
 pub use task::{Task, TaskConfig};
 
-use crate::ingest::line_protocol::ParsedLine;
 use crate::rules::plan::TaskPlan;
 
-/// Hash of a raw series key, used to find a series without re-parsing its tags.
-pub fn series_hash(key: &str) -> u64 {
+/// Identifies a series by its raw key without keeping or comparing the key: a fast hash to find
+/// it, and a second, independent hash keyed with a random key drawn once per process to confirm
+/// it. Clients cannot construct keys that collide in both, and the chance that two real keys
+/// do is about 2^-128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesId {
+    /// FxHash of the key (the hash-map key).
+    pub hash: u64,
+    /// Keyed SipHash of the key.
+    pub check: u64,
+}
+
+/// The [`SeriesId`] of a raw series key.
+pub fn series_id(key: &str) -> SeriesId {
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
     let mut h = FxHasher::default();
     h.write(key.as_bytes());
-    h.finish()
+    SeriesId {
+        hash: h.finish(),
+        check: std::hash::BuildHasher::hash_one(KEYS.get_or_init(Default::default), key),
+    }
 }
 
 /// The set of measurements some rule reads.
@@ -124,14 +141,14 @@ impl Engine {
 
     /// Feeds one point. `db`/`rp` of None match every rule (a recording that names no database).
     /// Returns how many rule sources took the point.
-    pub fn process(
+    pub fn process<L: LineView + ?Sized>(
         &mut self,
         db: Option<&str>,
         rp: Option<&str>,
-        line: &ParsedLine<'_>,
+        line: &L,
         time: i64,
     ) -> usize {
-        let measurement = line.measurement.as_str();
+        let measurement = line.measurement();
         let routed = self
             .by_measurement
             .get(measurement)
@@ -140,12 +157,12 @@ impl Engine {
         if routed.is_empty() && self.any_measurement.is_empty() {
             return 0;
         }
-        let hash = series_hash(line.series_key);
+        let id = line.series_id();
         let mut n = 0;
         for &(t, s) in routed.iter().chain(self.any_measurement.iter()) {
             let task = &mut self.tasks[t as usize];
             if task.source_matches(s as usize, db, rp, measurement) {
-                task.ingest(s as usize, line, time, hash);
+                task.ingest(s as usize, line, time, id);
                 n += 1;
             }
         }

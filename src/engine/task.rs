@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use super::alert::{AlertRt, DeadmanRt};
 use super::event::AlertEvent;
+use super::line::{FieldRef, LineView};
 use super::nodes::{self, RNode};
 use super::point::*;
 use super::stats::TaskStats;
-use crate::ingest::line_protocol::{FieldValue, ParsedLine};
+use crate::ingest::line_protocol::FieldValue;
 use crate::rules::lambda::{LambdaState, Scope, Value};
 use crate::rules::plan::{AggFunc, Edge, FromSpec, GroupSpec, NodeKind, TaskPlan};
 
@@ -206,7 +207,8 @@ impl Ctx {
 }
 
 struct SeriesEntry {
-    key: Box<str>,
+    /// [`super::SeriesId::check`] of the raw series key (the map key is its hash).
+    check: u64,
     group: GroupId,
     generation: u32,
     name: Name,
@@ -214,8 +216,10 @@ struct SeriesEntry {
     /// Event time of the series' latest point: a series idle past the expiry is forgotten even
     /// while its group lives on (containers come and go under one host).
     last_seen: i64,
-    /// Field names of the series' latest line, when the pipeline keeps every field.
-    field_names: Box<[Name]>,
+    /// [`LineView::field_layout`] of the series' latest line.
+    layout: Option<u32>,
+    /// The fields taken from the series' latest line: index in the line, and name.
+    projection: Box<[(u32, Name)]>,
 }
 
 struct Source {
@@ -241,35 +245,33 @@ pub struct Task {
 }
 
 /// What a line looks like to a `from().where()` filter: fields, then tags, of the borrowed line.
-struct LineScope<'a, 'b> {
-    line: &'a ParsedLine<'b>,
+struct LineScope<'a, L: ?Sized> {
+    line: &'a L,
     time: i64,
 }
 
-impl Scope for LineScope<'_, '_> {
+impl<L: LineView + ?Sized> Scope for LineScope<'_, L> {
     fn lookup(&self, name: &str) -> Option<Value> {
-        if let Some((_, v)) = self.line.fields.iter().find(|(k, _)| k.as_str() == name) {
-            return Some(field_value(v));
+        if let Some((_, v)) = self.line.fields().find(|(k, _)| *k == name) {
+            return Some(v.to_value());
         }
         self.line
-            .tags
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| Value::Str(v.as_str().into()))
+            .tags()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| Value::Str(v.into()))
     }
 
     fn str_eq(&self, name: &str, literal: &str) -> Option<bool> {
-        if let Some((_, v)) = self.line.fields.iter().find(|(k, _)| k.as_str() == name) {
+        if let Some((_, v)) = self.line.fields().find(|(k, _)| *k == name) {
             return match v {
-                FieldValue::Str(s) => Some(s.as_str() == literal),
+                FieldRef::Str(s) => Some(s == literal),
                 _ => None,
             };
         }
         self.line
-            .tags
-            .iter()
-            .find(|(k, _)| k.as_str() == name)
-            .map(|(_, v)| v.as_str() == literal)
+            .tags()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v == literal)
     }
 
     fn time(&self) -> i64 {
@@ -279,13 +281,7 @@ impl Scope for LineScope<'_, '_> {
 
 /// Converts a parsed field value; unsigned values above `i64::MAX` become floats.
 pub fn field_value(v: &FieldValue<'_>) -> Value {
-    match v {
-        FieldValue::Float(f) => Value::Float(*f),
-        FieldValue::Int(i) => Value::Int(*i),
-        FieldValue::UInt(u) => i64::try_from(*u).map_or(Value::Float(*u as f64), Value::Int),
-        FieldValue::Bool(b) => Value::Bool(*b),
-        FieldValue::Str(s) => Value::Str(s.as_str().into()),
-    }
+    FieldRef::from(v).to_value()
 }
 
 fn group_dims<'a>(
@@ -468,8 +464,15 @@ impl Task {
     }
 
     /// Feeds one parsed line to source `s` (already matched by the router). `time` is in ns;
-    /// `series_hash` is the hash of `line.series_key`.
-    pub fn ingest(&mut self, s: usize, line: &ParsedLine<'_>, time: i64, series_hash: u64) {
+    /// `series` identifies the line's series key.
+    pub fn ingest<L: LineView + ?Sized>(
+        &mut self,
+        s: usize,
+        line: &L,
+        time: i64,
+        series: super::SeriesId,
+    ) {
+        let series_hash = series.hash;
         self.ctx.stats.points_in += 1;
         if time > self.ctx.clock {
             self.advance(time);
@@ -497,7 +500,7 @@ impl Task {
         let ctx = &mut self.ctx;
         ctx.stats.points_matched += 1;
         let cached = src.series.get_mut(&series_hash).filter(|e| {
-            &*e.key == line.series_key
+            e.check == series.check
                 && ctx.groups.generation(e.group) == e.generation
                 && ctx.groups.get(e.group).is_some()
         });
@@ -507,9 +510,8 @@ impl Task {
                 (e.group, e.name.clone(), e.tags.clone())
             }
             None => {
-                let name = ctx.names.get(line.measurement.as_str());
-                let line_tags = line.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-                let dims = group_dims(&src.spec.group, line_tags, &mut ctx.names);
+                let name = ctx.names.get(line.measurement());
+                let dims = group_dims(&src.spec.group, line.tags(), &mut ctx.names);
                 let key = group_key(&src.spec.group, &name, &dims);
                 let spec = &src.spec.group;
                 let (group, _) = ctx.groups.intern(
@@ -525,9 +527,8 @@ impl Task {
                 );
                 let tags = if src.keep_tags {
                     let mut all: Vec<(Name, Arc<str>)> = line
-                        .tags
-                        .iter()
-                        .map(|(k, v)| (ctx.names.get(k.as_str()), Arc::from(v.as_str())))
+                        .tags()
+                        .map(|(k, v)| (ctx.names.get(k), Arc::from(v)))
                         .collect();
                     all.sort_by(|a, b| a.0.cmp(&b.0));
                     Arc::new(TagSet(all))
@@ -537,52 +538,74 @@ impl Task {
                 src.series.insert(
                     series_hash,
                     SeriesEntry {
-                        key: line.series_key.into(),
+                        check: series.check,
                         group,
                         generation: ctx.groups.generation(group),
                         name: name.clone(),
                         tags: tags.clone(),
                         last_seen: time,
-                        field_names: Box::default(),
+                        layout: None,
+                        projection: Box::default(),
                     },
                 );
                 (group, name, tags)
             }
         };
         ctx.groups.touch(group, time);
+        let layout = line.field_layout();
+        let wanted = &src.fields;
+        let entry = src.series.get_mut(&series_hash);
+        // A series' lines usually carry the same keys in the same order: reuse the fields picked
+        // from its previous line when they match, instead of comparing every name. Lines parsed
+        // by the write handler carry an id of their keys, so that check is one comparison.
+        let reuse = entry.as_ref().is_some_and(|e| match layout {
+            Some(l) => e.layout == Some(l),
+            None => {
+                wanted.is_none()
+                    && e.projection.len() == line.field_count()
+                    && e.projection
+                        .iter()
+                        .zip(line.fields())
+                        .all(|((_, n), (k, _))| **n == *k)
+            }
+        });
         let mut fields = Fields::new();
-        match &src.fields {
-            Some(wanted) => {
-                for (k, v) in &line.fields {
-                    if let Some(n) = wanted.iter().find(|n| ***n == *k.as_str()) {
-                        fields.push((n.clone(), field_value(v)));
+        match entry {
+            Some(e) if reuse => {
+                fields.reserve_exact(e.projection.len());
+                for (i, n) in e.projection.iter() {
+                    if let Some(v) = line.field_at(*i as usize) {
+                        fields.push((n.clone(), v.to_value()));
                     }
                 }
             }
-            None => {
-                // A series' lines usually carry the same keys in the same order: reuse the names
-                // of its previous line when they match instead of looking each one up.
-                let entry = src.series.get_mut(&series_hash);
-                match entry {
-                    Some(e)
-                        if e.field_names.len() == line.fields.len()
-                            && e.field_names
-                                .iter()
-                                .zip(&line.fields)
-                                .all(|(n, (k, _))| **n == *k.as_str()) =>
-                    {
-                        for (n, (_, v)) in e.field_names.iter().zip(&line.fields) {
-                            fields.push((n.clone(), field_value(v)));
+            other => {
+                let mut projection = Vec::new();
+                match wanted {
+                    Some(wanted) => {
+                        // Without a layout id the names are compared on every line anyway.
+                        let record = layout.is_some();
+                        for (i, (k, v)) in line.fields().enumerate() {
+                            if let Some(n) = wanted.iter().find(|n| ***n == *k) {
+                                fields.push((n.clone(), v.to_value()));
+                                if record {
+                                    projection.push((i as u32, n.clone()));
+                                }
+                            }
                         }
                     }
-                    other => {
-                        for (k, v) in &line.fields {
-                            fields.push((ctx.names.get(k.as_str()), field_value(v)));
-                        }
-                        if let Some(e) = other {
-                            e.field_names = fields.iter().map(|(n, _)| n.clone()).collect();
+                    None => {
+                        fields.reserve_exact(line.field_count());
+                        for (i, (k, v)) in line.fields().enumerate() {
+                            let n = ctx.names.get(k);
+                            fields.push((n.clone(), v.to_value()));
+                            projection.push((i as u32, n));
                         }
                     }
+                }
+                if let Some(e) = other {
+                    e.layout = layout;
+                    e.projection = projection.into_boxed_slice();
                 }
             }
         }
@@ -725,10 +748,7 @@ impl Task {
             + self
                 .sources
                 .iter()
-                .map(|s| {
-                    s.series.capacity() * (std::mem::size_of::<(u64, SeriesEntry)>() + 1)
-                        + s.series.values().map(|e| e.key.len()).sum::<usize>()
-                })
+                .map(|s| s.series.capacity() * (std::mem::size_of::<(u64, SeriesEntry)>() + 1))
                 .sum::<usize>()
             + self.nodes.iter().map(RNode::state_bytes).sum::<usize>()
     }

@@ -2,6 +2,7 @@
 //! the HTTP endpoints build on these.
 
 pub mod line_protocol;
+pub mod points;
 pub mod prom_remote;
 pub mod recording;
 pub mod write;

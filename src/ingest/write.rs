@@ -3,15 +3,19 @@
 //! reported by line number, and the batch handed to the rules engine.
 //!
 //! Valid lines are kept even when others fail (InfluxDB's partial write). Only lines of a
-//! measurement some rule reads are forwarded; the engine thread re-parses just those from the
-//! shared body, so nothing is copied per line.
+//! measurement some rule reads are forwarded, already parsed ([`Points`]): the engine shards
+//! read them without parsing again.
 
 use bytes::Bytes;
 use std::io::Read;
 use std::sync::Arc;
 
-use super::line_protocol::{Precision, parse_line, split_lines};
+use super::line_protocol::{ParsedLine, Precision, parse_line, split_lines};
+use super::points::{Points, PointsPool};
 use crate::engine::MeasurementFilter;
+
+/// Vectors of evaluated batches, reused by the next requests.
+pub static SPARE_POINTS: PointsPool = PointsPool::new();
 
 /// Errors are listed up to this many per request; the rest are counted.
 pub const MAX_REPORTED_ERRORS: usize = 100;
@@ -81,13 +85,10 @@ pub struct LineProblem {
 }
 
 /// A validated body, ready for the engine.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WriteBatch {
-    /// The decoded body; line ranges point into it.
-    pub body: Bytes,
-    /// Byte ranges of the valid lines some rule reads, with the length of each line's raw
-    /// (still escaped) measurement, so an engine shard can skip lines without parsing them.
-    pub lines: Vec<(u32, u32, u32)>,
+    /// The valid lines some rule reads, parsed, with the body text they point into.
+    pub lines: Points,
     /// Database.
     pub db: Arc<str>,
     /// Retention policy.
@@ -96,6 +97,13 @@ pub struct WriteBatch {
     pub precision: Precision,
     /// Time given to points without a timestamp (the time the request arrived, ns).
     pub now: i64,
+}
+
+impl WriteBatch {
+    /// Bytes the batch holds while queued (body text and parsed points).
+    pub fn bytes(&self) -> usize {
+        self.lines.bytes()
+    }
 }
 
 /// Result of validating a body.
@@ -122,7 +130,7 @@ pub fn validate(
     now: i64,
     filter: &MeasurementFilter,
 ) -> Validated {
-    let mut lines = Vec::new();
+    let mut points = Points::new(SPARE_POINTS.take());
     let mut problems = Vec::new();
     let (mut received, mut accepted, mut rejected) = (0u64, 0u64, 0u64);
     let mut reject =
@@ -136,9 +144,23 @@ pub fn validate(
                 });
             }
         };
-    match std::str::from_utf8(&body) {
+    // Keeps a valid line for the engine when a rule reads it; `at` is where the batch text
+    // holds it.
+    let keep = |points: &mut Points, line: &str, at: usize, p: &ParsedLine<'_>| {
+        if filter.wants(p.measurement.as_str()) {
+            let t = p
+                .timestamp
+                .and_then(|ts| precision.to_nanos(ts))
+                .unwrap_or(now);
+            if !points.push(line, at, p, t) {
+                tracing::warn!("A line beyond the first 2 GiB of a request body is not evaluated.");
+            }
+        }
+    };
+    // The body becomes the batch text without a copy when it is valid UTF-8 and not shared.
+    match String::from_utf8(Vec::from(body)) {
         Ok(text) => {
-            for (line_no, line) in split_lines(text) {
+            for (line_no, line) in split_lines(&text) {
                 received += 1;
                 match parse_line(line, line_no) {
                     Ok(p) => {
@@ -154,24 +176,20 @@ pub fn validate(
                             continue;
                         }
                         accepted += 1;
-                        if filter.wants(p.measurement.as_str()) {
-                            let start = line.as_ptr() as usize - text.as_ptr() as usize;
-                            lines.push((
-                                start as u32,
-                                (start + line.len()) as u32,
-                                raw_measurement_len(line) as u32,
-                            ));
-                        }
+                        let at = line.as_ptr() as usize - text.as_ptr() as usize;
+                        keep(&mut points, line, at, &p);
                     }
                     Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),
                 }
             }
+            points.set_text(text);
         }
-        Err(_) => {
-            // Reject only the lines that are not UTF-8; the rest are still valid.
-            let mut start = 0usize;
+        Err(e) => {
+            // Reject only the lines that are not UTF-8; the rest are still valid, and the ones
+            // a rule reads are copied into the batch text.
+            let body = e.into_bytes();
+            let mut copy = String::new();
             for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
-                let end = start + raw.len();
                 let line_no = i + 1;
                 match std::str::from_utf8(raw) {
                     Err(e) => {
@@ -186,7 +204,8 @@ pub fn validate(
                     Ok(s) if s.trim().is_empty() || s.trim_start().starts_with('#') => {}
                     Ok(s) => {
                         received += 1;
-                        match parse_line(s.trim_end_matches('\r'), line_no) {
+                        let s = s.trim_end_matches('\r');
+                        match parse_line(s, line_no) {
                             Ok(p)
                                 if p.timestamp
                                     .is_some_and(|ts| precision.to_nanos(ts).is_none()) =>
@@ -201,26 +220,23 @@ pub fn validate(
                             Ok(p) => {
                                 accepted += 1;
                                 if filter.wants(p.measurement.as_str()) {
-                                    let len = s.trim_end_matches('\r').len();
-                                    lines.push((
-                                        start as u32,
-                                        (start + len) as u32,
-                                        raw_measurement_len(s) as u32,
-                                    ));
+                                    let at = copy.len();
+                                    copy.push_str(s);
+                                    copy.push('\n');
+                                    keep(&mut points, s, at, &p);
                                 }
                             }
                             Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),
                         }
                     }
                 }
-                start = end + 1;
             }
+            points.set_text(copy);
         }
     }
     Validated {
         batch: WriteBatch {
-            body,
-            lines,
+            lines: points,
             db,
             rp,
             precision,
@@ -231,20 +247,6 @@ pub fn validate(
         problems,
         rejected,
     }
-}
-
-/// Length of a line's measurement as written (up to the first unescaped comma or space).
-pub fn raw_measurement_len(line: &str) -> usize {
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b',' | b' ' => return i,
-            _ => i += 1,
-        }
-    }
-    b.len()
 }
 
 /// The valid lines of a body with their timestamps in nanoseconds (`now` for lines without
@@ -286,6 +288,7 @@ pub fn normalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::LineView;
     use std::io::Write;
 
     fn all() -> MeasurementFilter {
@@ -313,19 +316,13 @@ mod tests {
             v.problems
         );
         assert_eq!(v.problems[1].line, 5);
-        let text = std::str::from_utf8(&v.batch.body).unwrap();
-        let kept: Vec<&str> = v
+        let kept: Vec<(String, i64)> = v
             .batch
             .lines
             .iter()
-            .map(|(s, e, _)| &text[*s as usize..*e as usize])
+            .map(|p| (p.series_key().to_string(), p.time()))
             .collect();
-        assert_eq!(kept, ["cpu v=1 1", "mem v=2 3"]);
-        assert!(v.batch.lines.iter().all(|(_, _, m)| *m == 3));
-        assert_eq!(
-            raw_measurement_len("my\\ meas,host=a v=1"),
-            "my\\ meas".len()
-        );
+        assert_eq!(kept, [("cpu".to_string(), 1), ("mem".to_string(), 3)]);
     }
 
     #[test]
@@ -369,6 +366,21 @@ mod tests {
         );
         assert_eq!((v.accepted, v.rejected), (2, 1));
         assert_eq!(v.problems[0].line, 2);
+        let kept: Vec<(String, String, i64)> = v
+            .batch
+            .lines
+            .iter()
+            .map(|p| {
+                (
+                    p.series_key().to_string(),
+                    p.measurement().to_string(),
+                    p.time(),
+                )
+            })
+            .collect();
+        let want = |k: &str, t| (k.to_string(), k.to_string(), t);
+        assert_eq!(kept, [want("cpu", 1), want("mem", 3)]);
+        assert_eq!(v.batch.lines.text(), "cpu v=1 1\nmem v=1 3\n");
     }
 
     #[test]

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use crate::engine::task::Restored;
 use crate::engine::{Engine, Task, TaskConfig, TaskStats};
-use crate::ingest::line_protocol::parse_line;
-use crate::ingest::write::WriteBatch;
+use crate::ingest::points::LayoutIds;
+use crate::ingest::write::{SPARE_POINTS, WriteBatch};
 use crate::manager::dispatch::{Msg, RuleEvent};
 use crate::rules::plan::TaskPlan;
 use crate::storage::{EventRecord, StoredAlert};
@@ -54,15 +54,18 @@ pub fn restore_map(stored: Vec<StoredAlert>) -> RestoreMap {
 pub struct Queued {
     /// The batch.
     pub batch: WriteBatch,
+    /// Bytes counted in the queue for it.
+    bytes: usize,
     /// Shards that have not evaluated it yet.
     remaining: AtomicUsize,
 }
 
 impl Queued {
-    /// A batch every one of `shards` must evaluate.
-    pub fn new(batch: WriteBatch, shards: usize) -> Queued {
+    /// A batch of `bytes` every one of `shards` must evaluate.
+    pub fn new(batch: WriteBatch, bytes: usize, shards: usize) -> Queued {
         Queued {
             batch,
+            bytes,
             remaining: AtomicUsize::new(shards),
         }
     }
@@ -71,11 +74,16 @@ impl Queued {
     pub fn done(&self, shared: &Shared) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let depth = shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
-            shared
-                .queued_bytes
-                .fetch_sub(self.batch.body.len(), Ordering::Relaxed);
+            shared.queued_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
             shared.metrics.ingest_queue_depth.set(depth as i64);
         }
+    }
+}
+
+impl Drop for Queued {
+    /// The last holder gives the batch's vectors back for the next request.
+    fn drop(&mut self) {
+        SPARE_POINTS.put(std::mem::take(&mut self.batch.lines));
     }
 }
 
@@ -204,6 +212,8 @@ impl EngineThreads {
                 engine: Engine::from_tasks(Vec::new()),
                 status: Vec::new(),
                 last_stats: FxHashMap::default(),
+                wanted: Vec::new(),
+                layouts: LayoutIds::default(),
             };
             state.apply(loaded.clone(), Some(restore.clone()));
             handles.push(
@@ -239,6 +249,10 @@ struct State {
     engine: Engine,
     status: Vec<RuleStatus>,
     last_stats: FxHashMap<String, TaskStats>,
+    /// Scratch: which measurements of the current batch this shard reads.
+    wanted: Vec<bool>,
+    /// Ids of the field-key layouts seen, for the engine's per-series field cache.
+    layouts: LayoutIds,
 }
 
 impl State {
@@ -273,28 +287,24 @@ impl State {
     }
 
     fn write(&mut self, b: &WriteBatch) {
+        // Which of the batch's measurements this shard reads, and the shard's ids of the batch's
+        // field-key layouts, decided once per batch.
+        self.wanted.clear();
+        self.wanted
+            .extend(b.lines.measurements().map(|m| self.engine.wants(m)));
+        self.layouts.start_batch(&b.lines);
         let mut n = 0u64;
-        for &(s, e, m) in &b.lines {
-            let Some(raw) = b.body.get(s as usize..e as usize) else {
-                continue;
-            };
-            // Skip lines of measurements this shard does not read before parsing them (a
-            // measurement with escapes is parsed to compare its unescaped name).
-            if let Some(meas) = raw.get(..m as usize)
-                && !meas.contains(&b'\\')
-                && !std::str::from_utf8(meas).is_ok_and(|name| self.engine.wants(name))
+        for p in b.lines.iter() {
+            if !self
+                .wanted
+                .get(p.measurement_index())
+                .copied()
+                .unwrap_or(false)
             {
                 continue;
             }
-            let Ok(line) = std::str::from_utf8(raw) else {
-                continue;
-            };
-            let Ok(p) = parse_line(line, 0) else { continue };
-            let t = p
-                .timestamp
-                .and_then(|ts| b.precision.to_nanos(ts))
-                .unwrap_or(b.now);
-            self.engine.process(Some(&b.db), Some(&b.rp), &p, t);
+            self.engine
+                .process(Some(&b.db), Some(&b.rp), &self.layouts.point(p), p.time());
             n += 1;
         }
         self.shared.metrics.engine_points.inc_by(n);

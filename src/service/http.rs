@@ -234,6 +234,10 @@ fn ingest_decoded(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Outcome::Accepted;
     }
+    if !s.has_room() {
+        s.metrics.ingest_queue_full.inc();
+        return Outcome::Busy;
+    }
     let filter = s
         .filter
         .read()

@@ -189,10 +189,19 @@ impl Shared {
         }
     }
 
+    /// Whether the queue has room for another batch now. Write handlers ask before parsing a
+    /// body, so a body that would be refused with 429 anyway costs no parsing.
+    pub fn has_room(&self) -> bool {
+        let depth = self.queued.load(Ordering::Relaxed);
+        depth == 0
+            || (depth < self.config.ingest.queue_batches
+                && self.queued_bytes.load(Ordering::Relaxed) < self.config.ingest.queue_bytes)
+    }
+
     /// Queues a batch for every engine shard without waiting; false when the queue is full.
     pub fn submit(&self, batch: WriteBatch) -> bool {
         // Count before sending: a shard may finish the batch (and decrement) at once.
-        let size = batch.body.len();
+        let size = batch.bytes();
         let depth = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
         // One batch always fits, so a body under the size limit is never refused forever.
@@ -202,9 +211,10 @@ impl Shared {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.metrics.ingest_queue_full.inc();
+            crate::ingest::write::SPARE_POINTS.put(batch.lines);
             return false;
         }
-        let q = Arc::new(engine_thread::Queued::new(batch, self.work.len()));
+        let q = Arc::new(engine_thread::Queued::new(batch, size, self.work.len()));
         for w in &self.work {
             // Each shard queue holds more than the batch limit, so this fails only when the shard
             // has stopped; the batch then counts as done for it.

@@ -260,6 +260,12 @@ pub struct Storage {
 impl Storage {
     /// Opens (creating if needed) the database in WAL mode and applies migrations.
     pub async fn open(path: &Path) -> Result<Storage, StorageError> {
+        Storage::open_with(path, Duration::from_secs(5)).await
+    }
+
+    /// [`Storage::open`] with how long a statement waits for a lock held by another connection
+    /// before it fails as busy.
+    pub async fn open_with(path: &Path, busy_timeout: Duration) -> Result<Storage, StorageError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StorageError::Open {
                 path: path.display().to_string(),
@@ -274,7 +280,7 @@ impl Storage {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(busy_timeout);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
@@ -989,5 +995,97 @@ mod tests {
         assert_eq!(find(8), row(8, 30));
         assert_eq!(find(9), row(9, 50));
         assert_eq!(find(199), row(199, 10));
+    }
+
+    use sqlx::{Connection, Executor, SqliteConnection};
+
+    fn event(n: i64) -> Changes {
+        Changes {
+            event: Some(EventRecord {
+                state: StoredAlert {
+                    task: "disk".into(),
+                    node: "alert4".into(),
+                    group_id: format!("host=h{n}"),
+                    alert_id: format!("disk/h{n}"),
+                    level: Level::Critical,
+                    first_triggered: n,
+                    last_event_ns: n,
+                    message: "full".into(),
+                },
+                previous_level: Level::Ok,
+                duration: 0,
+                body: "{}".into(),
+                received_ns: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_retries_a_locked_database_and_commits_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alertd.db");
+        let storage = Storage::open_with(&path, Duration::from_millis(20))
+            .await
+            .unwrap();
+        // Another process's connection to the same file takes the write lock and keeps it.
+        let mut other =
+            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
+                .await
+                .unwrap();
+        other.execute("BEGIN IMMEDIATE").await.unwrap();
+        other
+            .execute("DELETE FROM alert_events WHERE seq < 0")
+            .await
+            .unwrap();
+
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = mpsc::channel(16);
+        for n in 0..3 {
+            tx.send(event(n)).await.unwrap();
+        }
+        let writer = tokio::spawn(run_writer(
+            storage.clone(),
+            rx,
+            metrics.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
+        // Every attempt fails as busy, and each failure is counted.
+        wait_for("two failed attempts", || metrics.sqlite_errors.get() >= 2).await;
+        assert_eq!(metrics.events_stored.get(), 0);
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_events")
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(seen, 0);
+
+        // Once the lock is released, the next attempt commits all of the batch.
+        other.execute("COMMIT").await.unwrap();
+        wait_for("the batch to commit", || metrics.events_stored.get() == 3).await;
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_events")
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(stored, 3);
+        let states = storage.alert_states().await.unwrap();
+        assert_eq!(states.len(), 3);
+        assert!(states.iter().all(|s| s.level == Level::Critical));
+        let errors = metrics.sqlite_errors.get();
+        assert!(errors >= 2, "{errors} failed attempts counted");
+
+        // Events sent later go through without further errors.
+        tx.send(event(3)).await.unwrap();
+        wait_for("a later event", || metrics.events_stored.get() == 4).await;
+        assert_eq!(metrics.sqlite_errors.get(), errors);
+        drop(tx);
+        writer.await.unwrap();
     }
 }
