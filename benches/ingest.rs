@@ -80,6 +80,7 @@ fn parse_once(plans: &[Arc<TaskPlan>], bodies: &[Bytes]) -> usize {
             Precision::Nanoseconds,
             0,
             &filter,
+            "host",
         );
         let b = v.batch;
         layouts.start_batch(&b.lines);

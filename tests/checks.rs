@@ -225,12 +225,17 @@ fn hosts_are_registered_stored_and_retired_without_paging() {
             {"host": "web6", "service": "disk", "status": 0, "output": "DISK OK"},
         ]),
     );
-    let hosts = wait_for("both hosts", 10, || {
+    // A host that only sends metrics (Telegraf's `host` tag).
+    let (code, _) = s.write("/write?db=telegraf", "cpu,host=web7 usage_idle=90\n");
+    assert_eq!(code, 204);
+    let hosts = wait_for("three hosts", 10, || {
         let h = s.json("/api/v1/hosts");
-        (h["total"] == 2).then_some(h)
+        (h["total"] == 3).then_some(h)
     });
     assert_eq!(hosts["items"][0]["name"], "web5");
     assert_eq!(hosts["items"][0]["sources"], json!(["checks"]));
+    assert_eq!(hosts["items"][2]["name"], "web7");
+    assert_eq!(hosts["items"][2]["sources"], json!(["metrics"]));
     wait_for("the disk alert of web5", 10, || {
         (!alerts(&s).is_empty()).then_some(())
     });
@@ -240,7 +245,7 @@ fn hosts_are_registered_stored_and_retired_without_paging() {
     std::thread::sleep(Duration::from_millis(5500));
     s.kill9();
     let s = Server::start(tmp.path(), "");
-    assert_eq!(s.json("/api/v1/hosts")["total"], 2);
+    assert_eq!(s.json("/api/v1/hosts")["total"], 3);
 
     // Retire web5 from the command line: its alert resolves, marked retired, and its check
     // (whose ttl would otherwise turn it stale) is gone.
@@ -259,7 +264,7 @@ fn hosts_are_registered_stored_and_retired_without_paging() {
     let all = s.json("/api/v1/alerts?state=resolved&filter=host%3Dweb5");
     assert_eq!(all["items"][0]["annotations"]["retired"], "host retired");
     let hosts = s.json("/api/v1/hosts");
-    assert_eq!(hosts["total"], 1);
+    assert_eq!(hosts["total"], 2);
     assert_eq!(hosts["items"][0]["name"], "web6");
     std::thread::sleep(Duration::from_millis(2500));
     assert!(

@@ -119,9 +119,12 @@ pub struct Validated {
     pub problems: Vec<LineProblem>,
     /// All rejected lines.
     pub rejected: u64,
+    /// Distinct values of the host tag among the valid lines (for the host registry).
+    pub hosts: Vec<String>,
 }
 
-/// Parses every line, keeps the valid ones a rule reads, and collects problems.
+/// Parses every line, keeps the valid ones a rule reads, collects problems and the values of
+/// the `host_tag` tag.
 pub fn validate(
     body: Bytes,
     db: Arc<str>,
@@ -129,7 +132,17 @@ pub fn validate(
     precision: Precision,
     now: i64,
     filter: &MeasurementFilter,
+    host_tag: &str,
 ) -> Validated {
+    // An agent's lines name the same host, so consecutive repeats are skipped cheaply.
+    let mut hosts: Vec<String> = Vec::new();
+    let mut note_host = |p: &ParsedLine<'_>| {
+        if let Some(h) = p.tag(host_tag)
+            && hosts.last().is_none_or(|l| l != h)
+        {
+            hosts.push(h.to_string());
+        }
+    };
     let mut points = Points::new(SPARE_POINTS.take());
     let mut problems = Vec::new();
     let (mut received, mut accepted, mut rejected) = (0u64, 0u64, 0u64);
@@ -176,6 +189,7 @@ pub fn validate(
                             continue;
                         }
                         accepted += 1;
+                        note_host(&p);
                         let at = line.as_ptr() as usize - text.as_ptr() as usize;
                         keep(&mut points, line, at, &p);
                     }
@@ -219,6 +233,7 @@ pub fn validate(
                             }
                             Ok(p) => {
                                 accepted += 1;
+                                note_host(&p);
                                 if filter.wants(p.measurement.as_str()) {
                                     let at = copy.len();
                                     copy.push_str(s);
@@ -234,7 +249,10 @@ pub fn validate(
             points.set_text(copy);
         }
     }
+    hosts.sort_unstable();
+    hosts.dedup();
     Validated {
+        hosts,
         batch: WriteBatch {
             lines: points,
             db,
@@ -305,6 +323,7 @@ mod tests {
             Precision::Nanoseconds,
             0,
             &all(),
+            "host",
         );
         assert_eq!((v.received, v.accepted, v.rejected), (4, 2, 2));
         assert_eq!(v.problems[0].line, 2);
@@ -347,6 +366,7 @@ mod tests {
             Precision::Nanoseconds,
             0,
             &all(),
+            "host",
         );
         assert_eq!(v.rejected, 250);
         assert_eq!(v.problems.len(), MAX_REPORTED_ERRORS);
@@ -363,6 +383,7 @@ mod tests {
             Precision::Nanoseconds,
             0,
             &all(),
+            "host",
         );
         assert_eq!((v.accepted, v.rejected), (2, 1));
         assert_eq!(v.problems[0].line, 2);

@@ -252,7 +252,20 @@ fn ingest_decoded(
             lines,
         }));
     }
-    let v = validate(body, db.into(), rp.into(), precision, now, &filter);
+    let v = validate(
+        body,
+        db.into(),
+        rp.into(),
+        precision,
+        now,
+        &filter,
+        &s.config.hosts.tag,
+    );
+    // Perfdata of passive checks comes back through here; its hosts are already known as
+    // check hosts.
+    if endpoint != "checks" {
+        super::hosts::seen(s, v.hosts, 0);
+    }
     s.metrics
         .points_received
         .get_or_create(&ep)
