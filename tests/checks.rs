@@ -143,6 +143,15 @@ fn results_become_states_alerts_notifications_and_points() {
         .clone();
     assert_eq!(disk["state"], "CRITICAL");
     assert_eq!(disk["state_type"], "HARD");
+    // Paginated like every list.
+    let page = s.json("/api/v1/checks?limit=1&offset=1");
+    assert_eq!(
+        (
+            page["total"].clone(),
+            page["items"].as_array().unwrap().len()
+        ),
+        (json!(2), 1)
+    );
 
     // Perfdata became a point: the rule on `check` fired (97 > crit 95).
     s.wait_events("the perfdata rule", |e| {

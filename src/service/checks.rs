@@ -401,8 +401,16 @@ pub async fn post(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     (status, Json(out)).into_response()
 }
 
-/// `GET /api/v1/checks`: every check with its state, SOFT/HARD, last result and freshness.
-pub async fn get(State(s): State<Arc<Shared>>) -> Response {
+/// `GET /api/v1/checks`: every check with its state, SOFT/HARD, last result and freshness,
+/// by host and service, paginated (`limit`, `offset`).
+pub async fn get(
+    State(s): State<Arc<Shared>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let lq = match super::api_v1::ListQuery::parse(q.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
     let (tx, rx) = oneshot::channel();
     if s.checks.send(CheckMsg::List(tx)).await.is_err() {
         return error(
@@ -412,10 +420,7 @@ pub async fn get(State(s): State<Arc<Shared>>) -> Response {
         );
     }
     match tokio::time::timeout(Duration::from_secs(10), rx).await {
-        Ok(Ok(items)) => {
-            let total = items.len();
-            Json(json!({ "items": items, "total": total })).into_response()
-        }
+        Ok(Ok(items)) => Json(lq.answer(items)).into_response(),
         _ => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the check task is busy",
