@@ -341,6 +341,22 @@ impl LineView for PointRef<'_> {
     fn field_at(&self, i: usize) -> Option<FieldRef<'_>> {
         self.field_slice().get(i).map(|(_, v)| self.value(*v))
     }
+
+    #[inline]
+    fn field(&self, name: &str) -> Option<FieldRef<'_>> {
+        self.field_slice()
+            .iter()
+            .find(|(k, _)| k.len as usize == name.len() && self.p.resolve(*k) == name)
+            .map(|(_, v)| self.value(*v))
+    }
+
+    #[inline]
+    fn tag(&self, name: &str) -> Option<&str> {
+        self.tag_slice()
+            .iter()
+            .find(|(k, _)| k.len as usize == name.len() && self.p.resolve(*k) == name)
+            .map(|(_, v)| self.p.resolve(*v))
+    }
 }
 
 impl PointRef<'_> {
@@ -436,6 +452,16 @@ impl LineView for LaidOut<'_> {
     #[inline]
     fn field_at(&self, i: usize) -> Option<FieldRef<'_>> {
         self.p.field_at(i)
+    }
+
+    #[inline]
+    fn field(&self, name: &str) -> Option<FieldRef<'_>> {
+        self.p.field(name)
+    }
+
+    #[inline]
+    fn tag(&self, name: &str) -> Option<&str> {
+        self.p.tag(name)
     }
 
     #[inline]
