@@ -63,6 +63,14 @@ pub trait LineView {
     fn field_count(&self) -> usize;
     /// Fields in the order written, keys unescaped.
     fn fields(&self) -> impl Iterator<Item = (&str, FieldRef<'_>)>;
+    /// The first field named `name`.
+    fn field(&self, name: &str) -> Option<FieldRef<'_>> {
+        self.fields().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+    /// The value of tag `name`.
+    fn tag(&self, name: &str) -> Option<&str> {
+        self.tags().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
     /// The value of the `i`-th field.
     fn field_at(&self, i: usize) -> Option<FieldRef<'_>>;
     /// An id shared by exactly the lines whose field keys are the same, in the same order, if

@@ -252,26 +252,20 @@ struct LineScope<'a, L: ?Sized> {
 
 impl<L: LineView + ?Sized> Scope for LineScope<'_, L> {
     fn lookup(&self, name: &str) -> Option<Value> {
-        if let Some((_, v)) = self.line.fields().find(|(k, _)| *k == name) {
+        if let Some(v) = self.line.field(name) {
             return Some(v.to_value());
         }
-        self.line
-            .tags()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| Value::Str(v.into()))
+        self.line.tag(name).map(|v| Value::Str(v.into()))
     }
 
     fn str_eq(&self, name: &str, literal: &str) -> Option<bool> {
-        if let Some((_, v)) = self.line.fields().find(|(k, _)| *k == name) {
+        if let Some(v) = self.line.field(name) {
             return match v {
                 FieldRef::Str(s) => Some(s == literal),
                 _ => None,
             };
         }
-        self.line
-            .tags()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v == literal)
+        self.line.tag(name).map(|v| v == literal)
     }
 
     fn time(&self) -> i64 {
@@ -499,15 +493,19 @@ impl Task {
         }
         let ctx = &mut self.ctx;
         ctx.stats.points_matched += 1;
+        let layout = line.field_layout();
         let cached = src.series.get_mut(&series_hash).filter(|e| {
             e.check == series.check
                 && ctx.groups.generation(e.group) == e.generation
                 && ctx.groups.get(e.group).is_some()
         });
-        let (group, name, tags) = match cached {
+        let (group, name, tags, quick) = match cached {
             Some(e) => {
                 e.last_seen = e.last_seen.max(time);
-                (e.group, e.name.clone(), e.tags.clone())
+                // Same field keys as the series' previous line: take the same fields.
+                let quick =
+                    (layout.is_some() && e.layout == layout).then(|| project(&e.projection, line));
+                (e.group, e.name.clone(), e.tags.clone(), quick)
             }
             None => {
                 let name = ctx.names.get(line.measurement());
@@ -548,11 +546,34 @@ impl Task {
                         projection: Box::default(),
                     },
                 );
-                (group, name, tags)
+                (group, name, tags, None)
             }
         };
         ctx.groups.touch(group, time);
-        let layout = line.field_layout();
+        let fields = match quick {
+            Some(f) => f,
+            None => Self::pick_fields(src, &mut ctx.names, line, series_hash, layout),
+        };
+        let point = Point {
+            name,
+            time,
+            tags,
+            fields,
+            group,
+        };
+        let node = src.node;
+        self.emit(node, Msg::Point(point));
+    }
+
+    /// The fields a source takes from a line, without a layout match in the series cache; the
+    /// cache learns them for the next line.
+    fn pick_fields<L: LineView + ?Sized>(
+        src: &mut Source,
+        names: &mut NameCache,
+        line: &L,
+        series_hash: u64,
+        layout: Option<u32>,
+    ) -> Fields {
         let wanted = &src.fields;
         let entry = src.series.get_mut(&series_hash);
         // A series' lines usually carry the same keys in the same order: reuse the fields picked
@@ -571,14 +592,7 @@ impl Task {
         });
         let mut fields = Fields::new();
         match entry {
-            Some(e) if reuse => {
-                fields.reserve_exact(e.projection.len());
-                for (i, n) in e.projection.iter() {
-                    if let Some(v) = line.field_at(*i as usize) {
-                        fields.push((n.clone(), v.to_value()));
-                    }
-                }
-            }
+            Some(e) if reuse => fields = project(&e.projection, line),
             other => {
                 let mut projection = Vec::new();
                 match wanted {
@@ -597,7 +611,7 @@ impl Task {
                     None => {
                         fields.reserve_exact(line.field_count());
                         for (i, (k, v)) in line.fields().enumerate() {
-                            let n = ctx.names.get(k);
+                            let n = names.get(k);
                             fields.push((n.clone(), v.to_value()));
                             projection.push((i as u32, n));
                         }
@@ -609,15 +623,7 @@ impl Task {
                 }
             }
         }
-        let point = Point {
-            name,
-            time,
-            tags,
-            fields,
-            group,
-        };
-        let node = src.node;
-        self.emit(node, Msg::Point(point));
+        fields
     }
 
     /// Sends a message to every child of `from`.
@@ -752,6 +758,18 @@ impl Task {
                 .sum::<usize>()
             + self.nodes.iter().map(RNode::state_bytes).sum::<usize>()
     }
+}
+
+/// The fields at the positions of `projection`, under its names.
+#[inline]
+fn project<L: LineView + ?Sized>(projection: &[(u32, Name)], line: &L) -> Fields {
+    let mut fields = Fields::with_capacity(projection.len());
+    for (i, n) in projection {
+        if let Some(v) = line.field_at(*i as usize) {
+            fields.push((n.clone(), v.to_value()));
+        }
+    }
+    fields
 }
 
 /// Does anything below `node` read tags beyond the group's? Batches after a window and points

@@ -3,9 +3,9 @@
 //! reloads, and hands alert events to the storage writer.
 //!
 //! Rules are independent, so they are spread over the shards to use every core. A rule's shard
-//! follows from the measurement it reads, so rules on the same measurement share a shard (each
-//! line is parsed once per shard) and a rule stays on its shard across reloads. Every shard sees
-//! every batch and skips the lines of measurements it does not read without parsing them.
+//! follows from the measurement it reads, so rules on the same measurement share a shard and a
+//! rule stays on its shard across reloads. Every shard sees every batch, already parsed by the
+//! write handler, and skips the points of measurements it does not read.
 //!
 //! A reload keeps every rule whose source is unchanged (with its windows and alert state),
 //! starts changed rules afresh but resumes their alert levels, and keeps the old version of a
