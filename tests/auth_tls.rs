@@ -440,8 +440,18 @@ fn connection_cap_idle_and_request_timeouts() {
     for c in &mut idle {
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 16];
-        // Closed by the server: end of stream (or a reset).
-        assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+        // Closed by the server: end of stream (or a reset), not still open when the read
+        // times out.
+        match c.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0, "the idle connection sent data"),
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "the idle connection is still open: {e}"
+            ),
+        }
     }
     // A request whose body never finishes gets 408 after request_timeout, while the client
     // keeps the connection busy with a trickle of bytes (so the idle timeout does not fire).
@@ -464,4 +474,69 @@ fn connection_cap_idle_and_request_timeouts() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(support::metric(&s.metrics(), "alertd_http_connections") >= 1.0);
+}
+
+/// The log lines of `alertd run` up to the one saying it listens.
+fn startup_log(dir: &std::path::Path, config: &str) -> Vec<String> {
+    use std::io::BufRead;
+    std::fs::write(dir.join("bind.toml"), config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_alertd"))
+        .current_dir(dir)
+        .args(["run", "--config", "bind.toml"])
+        .env("ALERTD_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        let done = line.contains("alertd listening");
+        lines.push(line);
+        if done || lines.len() > 200 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn listening_beyond_loopback_without_tokens_warns() {
+    let (_tmp, dir) = workdir(&[]);
+    let open = startup_log(
+        &dir,
+        "listen = \"0.0.0.0:0\"\ndata_dir = \"data\"\nrules_dir = \"rules\"\n",
+    );
+    assert!(
+        open.last().unwrap().contains("alertd listening"),
+        "{open:?}"
+    );
+    assert!(
+        open.iter()
+            .any(|l| l.contains("WARN") && l.contains("no [auth] tokens")),
+        "{open:?}"
+    );
+    let secured = startup_log(
+        &dir,
+        &format!("listen = \"0.0.0.0:0\"\ndata_dir = \"data\"\nrules_dir = \"rules\"\n{AUTH}"),
+    );
+    assert!(
+        secured.last().unwrap().contains("alertd listening"),
+        "{secured:?}"
+    );
+    assert!(
+        !secured.iter().any(|l| l.contains("no [auth] tokens")),
+        "{secured:?}"
+    );
+    let local = startup_log(
+        &dir,
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\nrules_dir = \"rules\"\n",
+    );
+    assert!(
+        !local.iter().any(|l| l.contains("no [auth] tokens")),
+        "{local:?}"
+    );
 }

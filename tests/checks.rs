@@ -285,3 +285,71 @@ fn hosts_are_registered_stored_and_retired_without_paging() {
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().unwrap()["field"], "name");
 }
+
+#[test]
+fn a_down_host_holds_back_its_services_and_flapping_raises_one_alert() {
+    let hook = Receiver::start(vec![200]);
+    let (_tmp, s) = start(&hook, "");
+    let names = |s: &Server| -> Vec<String> {
+        let mut v: Vec<String> = s
+            .json("/api/v2/alerts?filter=host%3D~%22web.*%22&filter=alertname!%3D%22perf%22")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["labels"]["alertname"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // The host is DOWN: its service's problem is not an alert of its own.
+    post(
+        &s,
+        json!({"host": "web1", "status": 1, "output": "PING CRITICAL"}),
+    );
+    post(
+        &s,
+        json!({"host": "web1", "service": "http", "status": 2, "output": "timeout"}),
+    );
+    let checks = s.json("/api/v1/checks");
+    assert_eq!(checks["total"], 2, "both results applied: {checks}");
+    assert_eq!(names(&s), ["host"]);
+    // UP again: the host alert resolves and the held service problem fires.
+    post(
+        &s,
+        json!({"host": "web1", "status": 0, "output": "PING OK"}),
+    );
+    wait_for("the held service alert", 10, || {
+        (names(&s) == ["http"]).then_some(())
+    });
+
+    // A check that flips at every result turns flapping: one Flapping alert for the check.
+    for i in 0..21 {
+        let status = if i % 2 == 0 { 2 } else { 0 };
+        post(
+            &s,
+            json!({"host": "web2", "service": "db", "status": status}),
+        );
+    }
+    let flap = wait_for("the flapping alert", 10, || {
+        s.json("/api/v2/alerts?filter=alertname%3DFlapping")
+            .as_array()
+            .and_then(|a| a.first().cloned())
+    });
+    assert_eq!(flap["labels"]["service"], "db");
+    assert_eq!(
+        s.json("/api/v2/alerts?filter=alertname%3DFlapping")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let check = s.json("/api/v1/checks")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "db")
+        .unwrap()
+        .clone();
+    assert_eq!(check["flapping"], true);
+    assert!(check["percent_state_change"].as_f64().unwrap() >= 30.0);
+}

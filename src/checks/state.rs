@@ -289,6 +289,16 @@ pub struct CheckKey {
     pub service: Option<String>,
 }
 
+impl CheckKey {
+    /// The check a result is for (an empty service is the host check).
+    pub fn of(r: &CheckResult) -> CheckKey {
+        CheckKey {
+            host: r.host.clone(),
+            service: r.service.clone().filter(|s| !s.is_empty()),
+        }
+    }
+}
+
 /// What alertd knows of one check.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -308,6 +318,10 @@ pub struct Check {
     pub last_change_ns: i64,
     /// Expected interval from the result's ttl or the config, ns.
     pub interval_ns: Option<i64>,
+    /// `max_check_attempts` of the first `[checks]` rule that matched when the check appeared.
+    max_attempts: u32,
+    /// `interval` of that rule, ns.
+    rule_interval_ns: Option<i64>,
     /// Whether the check is stale (no fresh result in time).
     pub stale: bool,
     /// The last 21 states, oldest first.
@@ -472,13 +486,13 @@ impl Checks {
 
     /// Applies a result at `now` (Unix ns).
     pub fn apply(&mut self, r: &CheckResult, now: i64) -> Outcome {
-        let key = CheckKey {
-            host: r.host.clone(),
-            service: r.service.clone().filter(|s| !s.is_empty()),
-        };
-        let host_check = key.service.is_none();
+        self.apply_to(&CheckKey::of(r), r, now)
+    }
+
+    /// Applies a result to the check `key` (which must be `CheckKey::of(r)`).
+    pub fn apply_to(&mut self, key: &CheckKey, r: &CheckResult, now: i64) -> Outcome {
         // Host codes: 0 UP, 1 DOWN, 2 UNREACHABLE (kept as Warning/Critical internally).
-        let state = if host_check {
+        let state = if key.service.is_none() {
             match r.code {
                 0 => State::Ok,
                 1 => State::Warning,
@@ -489,39 +503,51 @@ impl Checks {
         };
         let output = split_output(&r.output);
         let perf = parse_perfdata(&output.perfdata);
-        let interval = r
-            .ttl_ns
-            .or_else(|| self.rule(&key).and_then(|ru| ru.interval_ns));
-        let mut out = self.transition(key, state, output, interval, now);
+        let mut out = self.transition(key, state, output, r.ttl_ns, now);
         out.perf = perf;
         out
     }
 
+    /// Moves a check to `state`; `ttl_ns` overrides the configured interval.
     fn transition(
         &mut self,
-        key: CheckKey,
+        key: &CheckKey,
         state: State,
         output: Output,
-        interval_ns: Option<i64>,
+        ttl_ns: Option<i64>,
         now: i64,
     ) -> Outcome {
-        let max_attempts = self.rule(&key).map_or(1, |r| r.max_attempts);
         let host_check = key.service.is_none();
         let (flap_low, flap_high) = (self.flap_low, self.flap_high);
-        let c = self.checks.entry(key.clone()).or_insert_with(|| Check {
-            state: State::Ok,
-            state_type: StateType::Hard,
-            attempt: 1,
-            hard_state: State::Ok,
-            output: Output::default(),
-            last_result_ns: now,
-            last_change_ns: now,
-            interval_ns,
-            stale: false,
-            history: Vec::with_capacity(HISTORY),
-            flapping: false,
-            percent_change: 0.0,
-        });
+        if !self.checks.contains_key(key) {
+            // The rule patterns are matched once, when a check first reports.
+            let (max_attempts, rule_interval_ns) = self
+                .rule(key)
+                .map_or((1, None), |r| (r.max_attempts, r.interval_ns));
+            self.checks.insert(
+                key.clone(),
+                Check {
+                    state: State::Ok,
+                    state_type: StateType::Hard,
+                    attempt: 1,
+                    hard_state: State::Ok,
+                    output: Output::default(),
+                    last_result_ns: now,
+                    last_change_ns: now,
+                    interval_ns: None,
+                    max_attempts,
+                    rule_interval_ns,
+                    stale: false,
+                    history: Vec::with_capacity(HISTORY),
+                    flapping: false,
+                    percent_change: 0.0,
+                },
+            );
+        }
+        let Some(c) = self.checks.get_mut(key) else {
+            return Outcome::default();
+        };
+        let max_attempts = c.max_attempts;
         let previous = c.state;
         let was_hard = c.hard_state;
         if state != previous {
@@ -553,7 +579,7 @@ impl Checks {
         c.state = state;
         c.output = output;
         c.last_result_ns = now;
-        c.interval_ns = interval_ns;
+        c.interval_ns = ttl_ns.or(c.rule_interval_ns);
         c.stale = false;
         // Flap detection over the last 21 states.
         if c.history.len() == HISTORY {
@@ -574,82 +600,64 @@ impl Checks {
         } else if c.flapping && c.percent_change < flap_low {
             c.flapping = false;
         }
-        let snapshot = c.clone();
-        let mut out = Outcome::default();
-        let change = |firing: bool, flapping: bool, st: State, c: &Check| AlertChange {
-            key: key.clone(),
-            firing,
-            flapping,
-            state: st.name(host_check),
-            severity: if flapping {
-                "warning"
-            } else {
-                st.severity(host_check)
-            },
-            output: c.output.clone(),
-        };
-        if snapshot.flapping != was_flapping {
-            out.alerts
-                .push(change(snapshot.flapping, true, snapshot.state, &snapshot));
-            if !snapshot.flapping && snapshot.hard_state != was_hard {
+        let (flapping, hard, hard_type) = (c.flapping, c.hard_state, c.state_type);
+
+        // What to notify: (firing, flapping alert, state).
+        let mut notify: Vec<(bool, bool, State)> = Vec::new();
+        let mut release_held = false;
+        if flapping != was_flapping {
+            notify.push((flapping, true, state));
+            if !flapping && hard != was_hard {
                 // Flapping over: the state alert catches up with the state now.
-                out.alerts.push(change(
-                    snapshot.hard_state != State::Ok,
-                    false,
-                    snapshot.hard_state,
-                    &snapshot,
-                ));
+                notify.push((hard != State::Ok, false, hard));
             }
-            return out;
-        }
-        if snapshot.flapping {
-            return out;
-        }
-        let hard_change = snapshot.state_type == StateType::Hard && snapshot.hard_state != was_hard;
-        if !hard_change {
-            return out;
-        }
-        if host_check {
-            out.alerts.push(change(
-                snapshot.hard_state != State::Ok,
-                false,
-                snapshot.hard_state,
-                &snapshot,
-            ));
-            // The host is back: its services' problems, held while it was down, go out now.
-            if snapshot.hard_state == State::Ok && was_hard != State::Ok {
-                let host = key.host.clone();
-                let held: Vec<(CheckKey, Check)> = self
-                    .checks
-                    .iter()
-                    .filter(|(k, c)| {
-                        k.host == host && k.service.is_some() && c.hard_state != State::Ok
-                    })
-                    .map(|(k, c)| (k.clone(), c.clone()))
-                    .collect();
-                for (k, c) in held {
-                    out.alerts.push(AlertChange {
-                        key: k,
-                        firing: true,
-                        flapping: false,
-                        state: c.hard_state.name(false),
-                        severity: c.hard_state.severity(false),
-                        output: c.output,
-                    });
-                }
+        } else if !flapping && hard_type == StateType::Hard && hard != was_hard {
+            if host_check {
+                notify.push((hard != State::Ok, false, hard));
+                // The host is back: its services' problems, held while it was down, go out.
+                release_held = hard == State::Ok;
+            } else if hard == State::Ok || !self.host_down(&key.host) {
+                // A service problem on a DOWN host is not notified separately; its recovery is.
+                notify.push((hard != State::Ok, false, hard));
             }
+        }
+        let mut out = Outcome::default();
+        if notify.is_empty() {
             return out;
         }
-        // A service problem on a DOWN host is not notified separately; its recovery is.
-        if snapshot.hard_state != State::Ok && self.host_down(&key.host) {
-            return out;
+        let output = self
+            .checks
+            .get(key)
+            .map(|c| c.output.clone())
+            .unwrap_or_default();
+        for (firing, flapping, st) in notify {
+            out.alerts.push(AlertChange {
+                key: key.clone(),
+                firing,
+                flapping,
+                state: st.name(host_check),
+                severity: if flapping {
+                    "warning"
+                } else {
+                    st.severity(host_check)
+                },
+                output: output.clone(),
+            });
         }
-        out.alerts.push(change(
-            snapshot.hard_state != State::Ok,
-            false,
-            snapshot.hard_state,
-            &snapshot,
-        ));
+        if release_held {
+            for (k, c) in self.checks.iter().filter(|(k, c)| {
+                k.host == key.host && k.service.is_some() && c.hard_state != State::Ok
+            }) {
+                out.alerts.push(AlertChange {
+                    key: k.clone(),
+                    firing: true,
+                    flapping: false,
+                    state: c.hard_state.name(false),
+                    severity: c.hard_state.severity(false),
+                    output: c.output.clone(),
+                });
+            }
+        }
         out
     }
 
@@ -683,7 +691,7 @@ impl Checks {
             } else {
                 stale_state
             };
-            let mut o = self.transition(key.clone(), state, output, Some(interval), now);
+            let mut o = self.transition(&key, state, output, Some(interval), now);
             if let Some(c) = self.checks.get_mut(&key) {
                 c.stale = true;
                 // Staleness is not a result: keep the time of the last real one.

@@ -40,21 +40,6 @@ pub struct BenchArgs {
     pub rate: Option<f64>,
 }
 
-fn proc_cpu_and_peak(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())?;
-    Some((ticks / 100.0, hwm_kb * 1024))
-}
-
 /// Runs the load.
 pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let text = std::fs::read_to_string(&args.data).map_err(|source| CliError::Io {
@@ -90,7 +75,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let accepted = Arc::new(AtomicU64::new(0));
     let retried = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let before = args.server_pid.and_then(proc_cpu_and_peak);
+    let before = args.server_pid.and_then(super::proc_usage);
     let start = Instant::now();
     let workers: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
@@ -203,8 +188,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
             lat.2
         );
     }
-    if let (Some(pid), Some((cpu0, _))) = (args.server_pid, before)
-        && let Some((cpu1, peak)) = proc_cpu_and_peak(pid)
+    if let (Some(pid), Some((cpu0, _, _))) = (args.server_pid, before)
+        && let Some((cpu1, _, peak)) = super::proc_usage(pid)
     {
         println!(
             "server: {:.2} s CPU ({:.0}% of one core over the run), {:.0} ns CPU per point, peak RSS {:.0} MiB",

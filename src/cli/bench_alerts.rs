@@ -99,23 +99,6 @@ equal = ["group"]
     s
 }
 
-/// CPU seconds (user + system), current RSS and peak RSS (bytes) of a process.
-fn proc_usage(pid: u32) -> Option<(f64, u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    Some((ticks / 100.0, kb("VmRSS:")? * 1024, kb("VmHWM:")? * 1024))
-}
-
 struct Hook {
     start: Instant,
     /// Fingerprint (hex) → first arrival.
@@ -226,7 +209,7 @@ async fn run_async(args: &BenchAlertsArgs, base: String) -> Result<ExitCode, Cli
         .timeout(Duration::from_secs(60))
         .build()
         .map_err(|e| usage(e.to_string()))?;
-    let u0 = args.server_pid.and_then(proc_usage);
+    let u0 = args.server_pid.and_then(super::proc_usage);
 
     // Silences.
     let t = Instant::now();
@@ -266,7 +249,7 @@ async fn run_async(args: &BenchAlertsArgs, base: String) -> Result<ExitCode, Cli
             hook.silenced.len()
         );
     }
-    let u1 = args.server_pid.and_then(proc_usage);
+    let u1 = args.server_pid.and_then(super::proc_usage);
 
     let batch = args.batch.max(1);
     let bodies: Arc<Vec<(usize, String)>> = Arc::new(
@@ -346,7 +329,7 @@ async fn run_async(args: &BenchAlertsArgs, base: String) -> Result<ExitCode, Cli
             sent.extend(t.await.unwrap_or_default());
         }
         let posted_in = start.elapsed();
-        let u_posted = args.server_pid.and_then(proc_usage);
+        let u_posted = args.server_pid.and_then(super::proc_usage);
         failed_total += failed.load(Ordering::Relaxed);
         let mut post_lat: Vec<f64> = sent.iter().map(|s| s.2.as_secs_f64() * 1e3).collect();
         post_lat.sort_by(f64::total_cmp);
@@ -380,7 +363,7 @@ async fn run_async(args: &BenchAlertsArgs, base: String) -> Result<ExitCode, Cli
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let done_in = start.elapsed();
-        let u_done = args.server_pid.and_then(proc_usage);
+        let u_done = args.server_pid.and_then(super::proc_usage);
         let notifications = hook.notifications.load(Ordering::Relaxed) - notif_before;
         if pass == 1 {
             // Latency: first delivery minus the POST of the alert's batch.

@@ -48,20 +48,6 @@ pub struct BenchChecksArgs {
     pub token: Option<String>,
 }
 
-fn proc_cpu_and_rss(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())?;
-    Some((ticks / 100.0, rss_kb * 1024))
-}
-
 fn applied(client: &reqwest::blocking::Client, args: &BenchChecksArgs) -> Result<f64, CliError> {
     let mut req = client.get(format!("{}/metrics", args.url.trim_end_matches('/')));
     if let Some(t) = &args.token {
@@ -133,7 +119,7 @@ pub fn run(args: &BenchChecksArgs) -> Result<ExitCode, CliError> {
         .build()
         .map_err(|e| CliError::Usage(format!("HTTP client: {e}")))?;
     let before = applied(&client, args)?;
-    let cpu0 = args.server_pid.and_then(proc_cpu_and_rss);
+    let cpu0 = args.server_pid.and_then(super::proc_usage);
     let start = Instant::now();
     let conns = args.connections.max(1);
     let share = args.results.div_ceil(conns);
@@ -167,8 +153,8 @@ pub fn run(args: &BenchChecksArgs) -> Result<ExitCode, CliError> {
         done.as_secs_f64(),
         args.results as f64 / done.as_secs_f64()
     );
-    if let (Some(pid), Some((c0, _))) = (args.server_pid, cpu0)
-        && let Some((c1, rss)) = proc_cpu_and_rss(pid)
+    if let (Some(pid), Some((c0, _, _))) = (args.server_pid, cpu0)
+        && let Some((c1, rss, _)) = super::proc_usage(pid)
     {
         println!(
             "server CPU: {:.2} s ({:.1} us per result)  RSS: {:.0} MiB",

@@ -981,12 +981,7 @@ impl Dispatcher {
 
     /// An alert with its status now (the inhibition index must be fresh).
     fn view(&self, a: &Alert, now: i64) -> AlertView {
-        let silenced_by: Vec<String> = self
-            .silences
-            .iter()
-            .filter(|s| s.mutes(&a.labels, now))
-            .map(|s| s.id.clone())
-            .collect();
+        let silenced_by = self.silences.all_muting(&a.labels, now);
         let inhibited_by: Vec<String> = self
             .inhibitor
             .check(&a.labels)

@@ -166,7 +166,8 @@ pub fn matches_all(matchers: &[Matcher], labels: &LabelSet) -> bool {
     matchers.iter().all(|m| m.matches(labels))
 }
 
-fn is_plain_name(s: &str) -> bool {
+/// Whether `s` is a classic Prometheus label name, `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_plain_name(s: &str) -> bool {
     let mut chars = s.chars();
     match chars.next() {
         Some(c) if c.is_ascii_alphabetic() || c == '_' => {}

@@ -98,9 +98,6 @@ pub enum SilenceError {
     /// No silence has this id.
     #[error("silence {0} not found")]
     NotFound(String),
-    /// An expired silence cannot change.
-    #[error("silence {0} is expired and cannot be changed")]
-    Expired(String),
 }
 
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use crate::clock::now_ns;
 use crate::manager::alert::{Alert, Source};
 use crate::manager::dispatch::{AlertView, Msg, Query, SilenceView};
 use crate::manager::labels::{LabelSet, fingerprint};
-use crate::manager::matcher::{Matcher, matches_all, parse_matcher, parse_matchers};
+use crate::manager::matcher::{Matcher, is_plain_name, matches_all, parse_matcher, parse_matchers};
 use crate::manager::silence::{SilenceError, SilenceSpec, SilenceState};
 
 /// How long an API call waits for the dispatcher before answering 503.
@@ -71,7 +71,7 @@ fn label_map(v: &Value, field: &str, require: bool) -> Result<LabelSet, String> 
         let Value::String(s) = v else {
             return Err(format!("{field}.{k}: must be a string"));
         };
-        if !valid_label_name(k) {
+        if !is_plain_name(k) {
             return Err(format!(
                 "{field}: invalid label name '{k}' (must match [a-zA-Z_][a-zA-Z0-9_]*)"
             ));
@@ -86,13 +86,6 @@ fn label_map(v: &Value, field: &str, require: bool) -> Result<LabelSet, String> 
         return Err(format!("{field}: at least one label is required"));
     }
     Ok(out)
-}
-
-/// Whether `n` is a valid Prometheus label name.
-fn valid_label_name(n: &str) -> bool {
-    let mut b = n.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
-        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 /// `POST /api/v2/alerts`: the valid alerts of a batch are kept even when others are not; the
@@ -462,7 +455,7 @@ pub async fn post_silence(State(s): State<Arc<Shared>>, body: Bytes) -> Response
         return bad("matchers: at least one matcher required");
     }
     for (i, m) in p.matchers.iter().enumerate() {
-        if !valid_label_name(&m.name) {
+        if !is_plain_name(&m.name) {
             return bad(format!(
                 "matchers[{i}].name: invalid label name '{}' (must match [a-zA-Z_][a-zA-Z0-9_]*)",
                 m.name

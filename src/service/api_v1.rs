@@ -16,20 +16,13 @@ use std::sync::Arc;
 
 use super::Shared;
 use super::am_api::{alert_json, ask, params, request, silence_json};
+use super::http::error_json as error;
 use crate::clock::now_ns;
 use crate::manager::alert::Source;
 use crate::manager::dispatch::{Msg, Query};
 use crate::manager::matcher::{matches_all, parse_matcher};
 use crate::manager::silence::{SilenceSpec, SilenceState};
 use crate::storage::StorageError;
-
-fn error(status: StatusCode, msg: impl Into<String>, field: Option<&str>) -> Response {
-    let mut body = json!({ "error": msg.into() });
-    if let Some(f) = field {
-        body["field"] = json!(f);
-    }
-    (status, Json(body)).into_response()
-}
 
 fn bad(msg: impl Into<String>, field: &str) -> Response {
     error(StatusCode::BAD_REQUEST, msg, Some(field))

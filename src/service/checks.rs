@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use super::http::error_json as error;
 use crate::checks::CheckResult;
 use crate::checks::state::{AlertChange, CheckKey, Checks, Perf, StateType};
 use crate::clock::now_ns;
@@ -155,8 +156,8 @@ pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver
                     let mut lines = String::new();
                     let mut alerts = Vec::new();
                     for r in &results {
-                        let o = checks.apply(r, now);
-                        let key = CheckKey { host: r.host.clone(), service: r.service.clone().filter(|s| !s.is_empty()) };
+                        let key = CheckKey::of(r);
+                        let o = checks.apply_to(&key, r, now);
                         perf_lines(&mut lines, &key, &o.perf, r.time_ns.unwrap_or(now));
                         alerts.extend(o.alerts);
                     }
@@ -259,12 +260,8 @@ pub fn submit(s: &Shared, results: Vec<CheckResult>) -> Result<(), ChecksBusy> {
     })
 }
 
-fn error(status: StatusCode, msg: impl Into<String>, field: Option<String>) -> Response {
-    (status, Json(json!({ "error": msg.into(), "field": field }))).into_response()
-}
-
 /// One item of `POST /api/v1/checks`.
-fn parse_item(v: &Value, now: i64) -> Result<CheckResult, (String, String)> {
+fn parse_item(v: &Value) -> Result<CheckResult, (String, String)> {
     let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
     let Value::Object(o) = v else {
         return err("", "must be an object");
@@ -326,7 +323,6 @@ fn parse_item(v: &Value, now: i64) -> Result<CheckResult, (String, String)> {
         Some(Value::Number(n)) => n.as_f64().map(|s| (s * 1e9) as i64),
         _ => return err("time", "must be an RFC 3339 time or Unix seconds"),
     };
-    let _ = now;
     Ok(CheckResult {
         host,
         service,
@@ -347,7 +343,7 @@ pub async fn post(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("not JSON: {e}"),
-                Some("body".into()),
+                Some("body"),
             );
         }
     };
@@ -358,15 +354,14 @@ pub async fn post(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             return error(
                 StatusCode::BAD_REQUEST,
                 "must be a result object or a list of them",
-                Some("body".into()),
+                Some("body"),
             );
         }
     };
-    let now = now_ns();
     let mut ok = Vec::new();
     let mut errors = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        match parse_item(item, now) {
+        match parse_item(item) {
             Ok(r) => ok.push(r),
             Err((field, msg)) => errors.push(json!({ "index": i, "field": field, "error": msg })),
         }

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
 use super::checks::CheckMsg;
+use super::http::error_json as error;
 use crate::clock::now_ns;
 use crate::hosts::Registry;
 use crate::manager::dispatch::Msg;
@@ -135,10 +136,6 @@ pub fn seen(s: &Shared, names: Vec<String>, source: usize) {
     if s.hosts.try_send(HostMsg::Seen(names, source)).is_err() {
         s.metrics.host_updates_dropped.inc();
     }
-}
-
-fn error(status: StatusCode, msg: &str, field: Option<&str>) -> Response {
-    (status, Json(json!({ "error": msg, "field": field }))).into_response()
 }
 
 /// `GET /api/v1/hosts`: every known host with first and last seen and sources.

@@ -84,7 +84,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn error_json(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+/// The one error shape of alertd's own endpoints: `{"error": "...", "field": "..."}` (the field
+/// left out when the problem is not in one).
+pub(crate) fn error_json(
+    status: StatusCode,
+    message: impl Into<String>,
+    field: Option<&str>,
+) -> Response {
     let mut body = json!({ "error": message.into() });
     if let Some(f) = field {
         body["field"] = json!(f);
