@@ -59,6 +59,8 @@ pub struct Config {
     pub checks: crate::checks::state::ChecksConfig,
     /// The host registry: which tag names a host, when a silent host is forgotten.
     pub hosts: crate::hosts::HostsConfig,
+    /// The web UI's sessions.
+    pub ui: crate::ui::UiConfig,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
+            ui: crate::ui::UiConfig::default(),
             checks: crate::checks::state::ChecksConfig::default(),
             hosts: crate::hosts::HostsConfig::default(),
         }

@@ -18,3 +18,4 @@ pub mod receivers;
 pub mod rules;
 pub mod service;
 pub mod storage;
+pub mod ui;

@@ -274,16 +274,31 @@ pub async fn ack(State(s): State<Arc<Shared>>, Path(fp): Path<String>, body: Byt
             Some("fingerprint"),
         );
     }
+    let spec = ack_spec(v, author, comment, now);
+    match request(&s, |tx| Msg::SetSilence(None, spec, tx)).await {
+        Some(Ok(id)) => Json(json!({ "silenceID": id })).into_response(),
+        Some(Err(e)) => bad(e.to_string(), "silence"),
+        None => busy(),
+    }
+}
+
+/// The silence that acknowledges an alert: exactly its labels, until it resolves (the far end
+/// only bounds it if it never does).
+pub(crate) fn ack_spec(
+    v: &crate::manager::dispatch::AlertView,
+    author: String,
+    comment: String,
+    now: i64,
+) -> SilenceSpec {
     let matchers = v
         .alert
         .labels
         .iter()
         .map(|(k, val)| format!("{k}={}", serde_json::to_string(val).unwrap_or_default()))
         .collect();
-    let spec = SilenceSpec {
+    SilenceSpec {
         matchers,
         starts_at: now,
-        // Until the alert resolves; the far end only bounds it if it never does.
         ends_at: now.saturating_add(365 * 24 * 3600 * 1_000_000_000),
         created_by: if author.is_empty() {
             "acknowledged".to_string()
@@ -298,12 +313,7 @@ pub async fn ack(State(s): State<Arc<Shared>>, Path(fp): Path<String>, body: Byt
         recurrence: None,
         duration_ns: None,
         location: None,
-        until_resolved: Some(format!("{fp:016x}")),
-    };
-    match request(&s, |tx| Msg::SetSilence(None, spec, tx)).await {
-        Some(Ok(id)) => Json(json!({ "silenceID": id })).into_response(),
-        Some(Err(e)) => bad(e.to_string(), "silence"),
-        None => busy(),
+        until_resolved: Some(format!("{:016x}", v.alert.fingerprint)),
     }
 }
 

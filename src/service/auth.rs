@@ -192,7 +192,8 @@ pub fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 
 /// The middleware: refuses requests without the needed token.
 pub async fn require(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    if !s.auth.enabled() {
+    // The web UI signs browsers in with the same tokens and keeps a session (crate::ui).
+    if !s.auth.enabled() || crate::ui::owns(req.uri().path()) {
         return next.run(req).await;
     }
     let need = need(req.method(), req.uri().path());

@@ -2,7 +2,8 @@
 //!
 //! InfluxDB-compatible ingest (`/write`, `/api/v2/write`, `/query` for `CREATE DATABASE`,
 //! `/ping`), self-monitoring (`/metrics`, `/-/healthy`, `/-/ready`), control (`/-/reload`) and
-//! read-only views of rules and alerts under `/api/v1`.
+//! read-only views of rules and alerts under `/api/v1`; the web UI's routes (`crate::ui`) are
+//! merged in.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -72,6 +73,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             "/api/v2/silence/{id}",
             get(super::am_api::get_silence).delete(super::am_api::delete_silence),
         )
+        .merge(crate::ui::router(shared.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
