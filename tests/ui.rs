@@ -734,3 +734,192 @@ fn the_essential_forms_work_without_javascript() {
         c.close().await.unwrap();
     });
 }
+
+const CPU_RULE: &str = r#"
+stream
+    |from()
+        .database('telegraf')
+        .measurement('cpu')
+        .groupBy('host')
+    |alert()
+        .id('cpu/{{ index .Tags "host" }}')
+        .message('cpu {{ index .Tags "host" }} at {{ index .Fields "usage" }}')
+        .warn(lambda: "usage" > 80)
+        .crit(lambda: "usage" > 90)
+"#;
+
+#[test]
+fn rule_alert_detail_rules_checks_and_retiring_a_host() {
+    let _one = BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let hook = support::Receiver::start(vec![200]);
+    let (_dir, path) = workdir(&[
+        ("cpu.tick", CPU_RULE),
+        ("broken.tick", "stream\n    |from()\n        .perod(10s)\n"),
+    ]);
+    std::fs::create_dir_all(path.join("receivers")).unwrap();
+    std::fs::write(
+        path.join("receivers/r.toml"),
+        format!(
+            "[route]\nreceiver = \"hook\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"100ms\"\n\
+             [[receivers]]\nname = \"hook\"\n[receivers.webhook]\nurl = \"http://{}/\"\n",
+            hook.addr
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&path, CONFIG, "http", blocking_client(ADMIN));
+    let writer = blocking_client(WRITE);
+    let now = chrono::Utc::now().timestamp();
+    let r = writer
+        .post(server.url("/write?db=telegraf&precision=s"))
+        .body(format!(
+            "cpu,host=web01 usage=85 {}\ncpu,host=web01 usage=97 {}\n",
+            now - 20,
+            now - 10
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = writer
+        .post(server.url("/api/v1/checks"))
+        .json(&json!([
+            {"host": "db01", "service": "disk", "status": 2, "ttl": "5m",
+             "output": "DISK CRITICAL - /var 97% | var=97%;90;95;0;100"},
+            {"host": "db01", "status": 0, "output": "PING OK - rta 0.3ms"},
+        ]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    hook.wait_for(1);
+    let driver = Driver::start();
+    let base = server.base.clone();
+    runtime().block_on(async {
+        let cpu = eventually("the rule alert", || async {
+            let all = api(&base, "/api/v2/alerts").await;
+            all.as_array()?
+                .iter()
+                .find(|a| {
+                    a["labels"]["alertname"] == "cpu" && a["labels"]["severity"] == "critical"
+                })
+                .and_then(|a| a["fingerprint"].as_str().map(str::to_string))
+        })
+        .await;
+        let c = browser(&driver, true).await;
+        sign_in(&c, &base, ADMIN).await;
+
+        // The rule alert's detail: its level history (WARNING then CRITICAL) as a timeline and a
+        // table, the webhook notification and the rule's source.
+        c.goto(&format!("{base}/alerts/{cpu}")).await.unwrap();
+        let history = text(&c, "#history").await;
+        assert!(
+            history.contains("CRITICAL") && history.contains("WARNING"),
+            "{history}"
+        );
+        assert!(history.contains("cpu web01 at 97"), "{history}");
+        let segments = c.find_all(Locator::Css(".timeline .seg")).await.unwrap();
+        assert_eq!(segments.len(), 2, "one timeline segment per level");
+        let sent = eventually("the notification row", || async {
+            let t = text(&c, "#notifications").await;
+            if t.contains(&hook.addr) {
+                Some(t)
+            } else {
+                c.refresh().await.ok()?;
+                None
+            }
+        })
+        .await;
+        assert!(sent.contains("hook"), "{sent}");
+        assert!(
+            text(&c, "pre.source")
+                .await
+                .contains(".crit(lambda: \"usage\" > 90)")
+        );
+
+        // Rules: the running one with its counters, the broken one with its position.
+        c.goto(&format!("{base}/rules")).await.unwrap();
+        let rules = text(&c, "#rules").await;
+        assert!(
+            rules.contains("cpu") && rules.contains("running"),
+            "{rules}"
+        );
+        assert!(
+            rules.contains("broken") && rules.contains("error"),
+            "{rules}"
+        );
+        assert!(rules.contains("perod"), "the load error is shown: {rules}");
+        assert!(rules.contains("2 / 2"), "points in and matched: {rules}");
+
+        // Checks: state, HARD, freshness interval from the ttl.
+        c.goto(&format!("{base}/checks")).await.unwrap();
+        let checks = text(&c, "#checks").await;
+        assert!(
+            checks.contains("db01") && checks.contains("disk"),
+            "{checks}"
+        );
+        assert!(
+            checks.contains("CRITICAL") && checks.contains("HARD"),
+            "{checks}"
+        );
+        assert!(checks.contains("every 300s"), "{checks}");
+        assert!(checks.contains("DISK CRITICAL - /var 97%"), "{checks}");
+
+        // Hosts: both sources listed; retiring asks first, then resolves the host's alerts.
+        c.goto(&format!("{base}/hosts")).await.unwrap();
+        let hosts = text(&c, "#hosts").await;
+        assert!(
+            hosts.contains("web01") && hosts.contains("metrics"),
+            "{hosts}"
+        );
+        assert!(
+            hosts.contains("db01") && hosts.contains("checks"),
+            "{hosts}"
+        );
+        c.find(Locator::Css("tr[data-host='db01'] a.button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#confirm-retire"))
+            .await
+            .unwrap();
+        let still = api(&base, "/api/v1/hosts").await;
+        assert_eq!(still["total"], 2, "nothing retired before confirming");
+        c.find(Locator::Css("#confirm-retire"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let notice = eventually("the retire notice", || async {
+            let t = text(&c, "#notice").await;
+            (!t.is_empty()).then_some(t)
+        })
+        .await;
+        assert!(notice.contains("db01 was retired"), "{notice}");
+        assert!(!text(&c, "#hosts").await.contains("db01"));
+        let firing = api(&base, "/api/v1/alerts").await;
+        assert!(
+            !firing["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["labels"]["host"] == "db01"),
+            "db01's check alert resolved: {firing}"
+        );
+
+        // On a phone-sized screen the list fits the width.
+        c.set_window_size(390, 844).await.unwrap();
+        c.goto(&format!("{base}/")).await.unwrap();
+        let fits = c
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fits, json!(true), "no sideways scrolling on a phone");
+        c.close().await.unwrap();
+    });
+}
