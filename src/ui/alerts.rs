@@ -24,6 +24,10 @@ use crate::manager::matcher::{matches_all, parse_matchers};
 use crate::service::Shared;
 use crate::service::am_api::{ask, request};
 
+/// Alerts listed at most, so the page stays quick to load with thousands firing; the rest are
+/// counted and a narrower filter shows them.
+pub const MAX_ROWS: usize = 500;
+
 /// The alert list's query: `filter` (matchers), `group` (a label name), `fragment=list` (only
 /// the list, for the script's refresh).
 #[derive(Debug, Deserialize, Default)]
@@ -40,6 +44,10 @@ pub struct AlertList {
     pub groups: Vec<GroupRows>,
     /// Alerts shown.
     pub shown: usize,
+    /// Alerts the filter matched.
+    pub matched: usize,
+    /// Matched alerts left out past [`MAX_ROWS`] (the least severe and oldest).
+    pub hidden: usize,
     /// Alerts there are before filtering.
     pub total: usize,
     /// The label grouped by.
@@ -103,11 +111,15 @@ pub async fn list(
         .inspect(|a| labels.extend(a.alert.labels.keys().cloned()))
         .filter(|a| filter_error.is_empty() && matches_all(&matchers, &a.alert.labels))
         .collect();
-    let rows: Vec<AlertRow> = view::rows(&shown, &silences, now);
+    let mut rows: Vec<AlertRow> = view::rows(&shown, &silences, now);
+    let matched = rows.len();
+    let hidden = view::keep_worst(&mut rows, MAX_ROWS);
     let query =
         serde_urlencoded::to_string([("filter", &q.filter), ("group", &group)]).unwrap_or_default();
     let list = AlertList {
         shown: rows.len(),
+        matched,
+        hidden,
         groups: view::group(rows, &group),
         total,
         group: group.clone(),

@@ -220,6 +220,24 @@ pub fn rows(alerts: &[AlertView], silences: &[SilenceView], now: i64) -> Vec<Ale
         .collect()
 }
 
+/// Keeps the `max` rows an operator needs first: worst level, then newest. Answers how many
+/// were dropped.
+pub fn keep_worst(rows: &mut Vec<AlertRow>, max: usize) -> usize {
+    if rows.len() <= max {
+        return 0;
+    }
+    rows.sort_by(|a, b| {
+        (level_rank(a.class), std::cmp::Reverse(a.starts_at), &a.fp).cmp(&(
+            level_rank(b.class),
+            std::cmp::Reverse(b.starts_at),
+            &b.fp,
+        ))
+    });
+    let dropped = rows.len() - max;
+    rows.truncate(max);
+    dropped
+}
+
 /// Rows grouped by the value of `label`, groups by value, rows worst level first, then newest.
 pub fn group(rows: Vec<AlertRow>, label: &str) -> Vec<GroupRows> {
     let mut groups: FxHashMap<String, Vec<AlertRow>> = FxHashMap::default();
@@ -370,6 +388,10 @@ mod tests {
             &[],
             10,
         );
+        let mut few = rs.clone();
+        assert_eq!(keep_worst(&mut few, 5), 0);
+        assert_eq!(keep_worst(&mut few, 1), 2);
+        assert_eq!(few[0].name, "B", "the critical one is kept");
         let g = group(rs.clone(), "host");
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].value, "(none)");
