@@ -350,11 +350,48 @@ fn silence_an_alert_from_the_list_then_expire_it() {
         assert!(listed.contains("mutes 1 alert"), "{listed}");
         keep_screenshot("silences.png", &c.screenshot().await.unwrap());
 
+        // Edit it: the form comes back filled in; the new comment is saved.
+        c.find(Locator::Css("li.silence a.button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let comment = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#comment"))
+            .await
+            .unwrap();
+        assert_eq!(
+            comment.prop("value").await.unwrap().unwrap_or_default(),
+            "replacing the disk"
+        );
+        comment.send_keys(" in bay 3").await.unwrap();
+        c.find(Locator::Css("#save"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        eventually("the edited silence", || async {
+            text(&c, "li.silence")
+                .await
+                .contains("replacing the disk in bay 3")
+                .then_some(())
+        })
+        .await;
+        assert_eq!(
+            c.find_all(Locator::Css("li.silence")).await.unwrap().len(),
+            1,
+            "edited in place, not duplicated"
+        );
+
         // The alert turns silenced, naming the silence.
         c.goto(&format!("{base}/")).await.unwrap();
         assert_eq!(state_of(&c, &disk).await, "silenced");
         let why = text(&c, &format!("li[data-fingerprint='{disk}'] .why")).await;
-        assert!(why.contains("silenced by replacing the disk"), "{why}");
+        assert!(why.contains("silenced by replacing the disk in bay 3"), "{why}");
         keep_screenshot("alerts.png", &c.screenshot().await.unwrap());
         let api_state = api(&base, "/api/v2/alerts?silenced=true").await;
         assert!(
@@ -381,7 +418,7 @@ fn silence_an_alert_from_the_list_then_expire_it() {
             (u.query() == Some("state=expired")).then_some(())
         })
         .await;
-        assert!(text(&c, "li.silence").await.contains("replacing the disk"));
+        assert!(text(&c, "li.silence").await.contains("replacing the disk in bay 3"));
         assert_eq!(text(&c, "#tab-active .count").await, "0");
         c.goto(&format!("{base}/")).await.unwrap();
         assert_eq!(state_of(&c, &disk).await, "firing");
