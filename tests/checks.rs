@@ -1,6 +1,6 @@
 //! Passive checks through the real binary: results posted to `/api/v1/checks` become check
 //! states, alerts in the alert manager (and notifications), and perfdata points a rule can use;
-//! SOFT/HARD attempts, freshness, per-item errors.
+//! SOFT/HARD attempts, freshness, per-item errors, check states across restarts.
 
 mod support;
 
@@ -355,7 +355,7 @@ fn a_down_host_holds_back_its_services_and_flapping_raises_one_alert() {
 }
 
 #[test]
-fn check_states_survive_restarts_and_a_retired_hosts_are_deleted() {
+fn check_states_survive_restarts_and_go_with_a_retired_host() {
     let hook = Receiver::start(vec![200]);
     let (tmp, s) = start(&hook, "");
     let disk = |host: &str, status: i64| json!({"host": host, "service": "disk", "status": status, "output": format!("DISK {status}")});

@@ -7,6 +7,9 @@
 //! rule stays on its shard across reloads. Every shard sees every batch, already parsed by the
 //! write handler, and skips the points of measurements it does not read.
 //!
+//! Retiring a host sends every shard a [`Work::Forget`], which drops the host's groups in every
+//! rule before its alerts are resolved.
+//!
 //! A reload keeps every rule whose source is unchanged (with its windows and alert state),
 //! starts changed rules afresh but resumes their alert levels, and keeps the old version of a
 //! rule whose new version fails to load.
