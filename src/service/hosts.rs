@@ -48,7 +48,11 @@ async fn retire(shared: &Shared, reg: &mut Registry, name: &str, why: &str) -> O
     let (tx, rx) = oneshot::channel();
     let resolved = if shared
         .manager
-        .send(Msg::Retire(name.to_string(), tx))
+        .send(Msg::Retire(
+            name.to_string(),
+            shared.config.hosts.tag.clone(),
+            tx,
+        ))
         .await
         .is_ok()
     {
