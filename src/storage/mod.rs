@@ -1139,6 +1139,97 @@ mod tests {
         assert_eq!(find(199), row(199, 10));
     }
 
+    fn check_row(host: &str, service: &str, state: i64) -> CheckRow {
+        CheckRow {
+            host: host.into(),
+            service: service.into(),
+            state,
+            hard: true,
+            attempt: 1,
+            hard_state: state,
+            summary: format!("{host} {service}"),
+            perfdata: "v=1".into(),
+            long_output: String::new(),
+            last_result_ns: 5,
+            last_change_ns: 4,
+            interval_ns: Some(60),
+            stale: false,
+            history: "02".into(),
+            flapping: false,
+            percent_change: 5.0,
+            firing_severity: (state != 0).then(|| "critical".to_string()),
+            flap_firing: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn check_states_and_a_retired_hosts_alert_states_are_stored_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        st.write(&[
+            Changes {
+                checks: vec![check_row("a", "", 0), check_row("a", "disk", 2)],
+                ..Changes::default()
+            },
+            Changes {
+                checks: vec![check_row("b", "disk", 0), check_row("a", "disk", 0)],
+                ..Changes::default()
+            },
+            event(1),
+            event(2),
+        ])
+        .await
+        .unwrap();
+        let mut rows = st.load_checks().await.unwrap();
+        rows.sort_by(|x, y| (&x.host, &x.service).cmp(&(&y.host, &y.service)));
+        assert_eq!(
+            rows,
+            [
+                check_row("a", "", 0),
+                check_row("a", "disk", 0),
+                check_row("b", "disk", 0)
+            ]
+        );
+        // Retiring a: its check rows and the alert state of its group go.
+        st.write(&[Changes {
+            check_deletes: vec!["a".into()],
+            alert_state_deletes: vec![("disk".into(), "host=h1".into())],
+            ..Changes::default()
+        }])
+        .await
+        .unwrap();
+        let rows = st.load_checks().await.unwrap();
+        assert_eq!(rows, [check_row("b", "disk", 0)]);
+        let states = st.alert_states().await.unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].group_id, "host=h2");
+    }
+
+    #[tokio::test]
+    async fn the_writer_tells_when_a_change_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(run_writer(
+            st.clone(),
+            rx,
+            Arc::new(Metrics::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
+        let done = Arc::new(tokio::sync::Notify::new());
+        tx.send(Changes {
+            checks: vec![check_row("a", "x", 2)],
+            committed: Some(done.clone()),
+            ..Changes::default()
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), done.notified())
+            .await
+            .unwrap();
+        assert_eq!(st.load_checks().await.unwrap().len(), 1);
+    }
+
     use sqlx::{Connection, Executor, SqliteConnection};
 
     fn event(n: i64) -> Changes {
