@@ -1,6 +1,6 @@
 //! Passive checks through the real binary: results posted to `/api/v1/checks` become check
 //! states, alerts in the alert manager (and notifications), and perfdata points a rule can use;
-//! SOFT/HARD attempts, freshness, per-item errors.
+//! SOFT/HARD attempts, freshness, per-item errors, check states across restarts.
 
 mod support;
 
@@ -352,4 +352,74 @@ fn a_down_host_holds_back_its_services_and_flapping_raises_one_alert() {
         .clone();
     assert_eq!(check["flapping"], true);
     assert!(check["percent_state_change"].as_f64().unwrap() >= 30.0);
+}
+
+#[test]
+fn check_states_survive_restarts_and_go_with_a_retired_host() {
+    let hook = Receiver::start(vec![200]);
+    let (tmp, s) = start(&hook, "");
+    let disk = |host: &str, status: i64| json!({"host": host, "service": "disk", "status": status, "output": format!("DISK {status}")});
+    post(&s, json!([disk("web1", 2), disk("web2", 2)]));
+    wait_for("two alerts", 10, || (alerts(&s).len() == 2).then_some(()));
+    let state_of = |s: &Server, host: &str| -> Option<(String, String)> {
+        s.json("/api/v1/checks")["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["host"] == host)
+            .map(|c| {
+                (
+                    c["state"].as_str().unwrap().to_string(),
+                    c["state_type"].as_str().unwrap().to_string(),
+                )
+            })
+    };
+
+    // Rows are written every 5 s: after that, even a kill -9 keeps them.
+    std::thread::sleep(Duration::from_millis(5500));
+    s.kill9();
+    let s = Server::start(tmp.path(), "");
+    assert_eq!(
+        state_of(&s, "web1"),
+        Some(("CRITICAL".into(), "HARD".into()))
+    );
+    assert_eq!(s.json("/api/v1/checks")["total"], 2);
+
+    // web2 is retired: its check rows go with it.
+    let r = s.client.delete(s.url("/api/v1/hosts/web2")).send().unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["checks_forgotten"], 1);
+
+    // web1 recovers: the restored HARD CRITICAL state sees the recovery, and the alert fired
+    // before the restart resolves.
+    post(&s, disk("web1", 0));
+    wait_for("the recovery after a restart", 10, || {
+        alerts(&s).is_empty().then_some(())
+    });
+    let resolved = s.json("/api/v1/alerts?state=resolved&filter=host%3Dweb1");
+    assert_eq!(
+        resolved["items"][0]["annotations"]["state"], "OK",
+        "{resolved}"
+    );
+
+    // A problem just before a clean stop (SIGTERM) is stored at shutdown, not 5 s later.
+    post(&s, disk("web1", 2));
+    wait_for("the new alert", 10, || {
+        (alerts(&s).len() == 1).then_some(())
+    });
+    s.terminate();
+    let s = Server::start(tmp.path(), "");
+    assert_eq!(
+        state_of(&s, "web1"),
+        Some(("CRITICAL".into(), "HARD".into()))
+    );
+    assert_eq!(
+        state_of(&s, "web2"),
+        None,
+        "the retired host's rows are deleted"
+    );
+    assert_eq!(s.json("/api/v1/checks")["total"], 1);
+    post(&s, disk("web1", 0));
+    wait_for("the second recovery", 10, || {
+        alerts(&s).is_empty().then_some(())
+    });
 }

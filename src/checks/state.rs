@@ -4,7 +4,9 @@
 //! of every (host, service), and decides which alert changes a result causes.
 
 use regex::Regex;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::storage::CheckRow;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -134,6 +136,25 @@ impl State {
             (State::Warning, false) => "warning",
             (State::Unknown, false) => "unknown",
             _ => "critical",
+        }
+    }
+
+    /// The code stored for the state (a service's plugin code).
+    pub fn code(self) -> i64 {
+        match self {
+            State::Ok => 0,
+            State::Warning => 1,
+            State::Critical => 2,
+            State::Unknown => 3,
+        }
+    }
+
+    fn digit(self) -> char {
+        match self {
+            State::Ok => '0',
+            State::Warning => '1',
+            State::Critical => '2',
+            State::Unknown => '3',
         }
     }
 
@@ -375,6 +396,8 @@ pub struct Checks {
     checks: FxHashMap<CheckKey, Check>,
     /// When alertd started: freshness counts from here at the earliest.
     started_ns: i64,
+    /// Checks changed since the last [`Checks::take_dirty`], to store.
+    dirty: FxHashSet<CheckKey>,
 }
 
 const HISTORY: usize = 21;
@@ -454,6 +477,7 @@ impl Checks {
             flap_low: cfg.flap_low,
             checks: FxHashMap::default(),
             started_ns,
+            dirty: FxHashSet::default(),
         })
     }
 
@@ -519,6 +543,7 @@ impl Checks {
     ) -> Outcome {
         let host_check = key.service.is_none();
         let (flap_low, flap_high) = (self.flap_low, self.flap_high);
+        self.mark_dirty(key);
         if !self.checks.contains_key(key) {
             // The rule patterns are matched once, when a check first reports.
             let (max_attempts, rule_interval_ns) = self
@@ -707,7 +732,98 @@ impl Checks {
     pub fn forget_host(&mut self, host: &str) -> usize {
         let before = self.checks.len();
         self.checks.retain(|k, _| k.host != host);
+        self.dirty.retain(|k| k.host != host);
         before - self.checks.len()
+    }
+
+    /// Marks a check to be stored at the next [`Checks::take_dirty`] (its alerts changed).
+    pub fn mark_dirty(&mut self, key: &CheckKey) {
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.clone());
+        }
+    }
+
+    /// The rows of the checks changed since last time, to store (`firing_severity` and
+    /// `flap_firing` are left for the caller, which knows what fired).
+    pub fn take_dirty(&mut self) -> Vec<(CheckKey, CheckRow)> {
+        let keys: Vec<CheckKey> = self.dirty.drain().collect();
+        keys.into_iter()
+            .filter_map(|k| {
+                let c = self.checks.get(&k)?;
+                let row = CheckRow {
+                    host: k.host.clone(),
+                    service: k.service.clone().unwrap_or_default(),
+                    state: c.state.code(),
+                    hard: c.state_type == StateType::Hard,
+                    attempt: i64::from(c.attempt),
+                    hard_state: c.hard_state.code(),
+                    summary: c.output.summary.clone(),
+                    perfdata: c.output.perfdata.clone(),
+                    long_output: c.output.long.clone(),
+                    last_result_ns: c.last_result_ns,
+                    last_change_ns: c.last_change_ns,
+                    interval_ns: c.interval_ns,
+                    stale: c.stale,
+                    history: c.history.iter().map(|s| s.digit()).collect(),
+                    flapping: c.flapping,
+                    percent_change: c.percent_change,
+                    firing_severity: None,
+                    flap_firing: false,
+                };
+                Some((k, row))
+            })
+            .collect()
+    }
+
+    /// Resumes stored check states (at start). `[checks]` patterns are matched again, so
+    /// changed `max_check_attempts` and `interval` settings apply.
+    pub fn restore(&mut self, rows: &[CheckRow]) {
+        for r in rows {
+            let key = CheckKey {
+                host: r.host.clone(),
+                service: Some(r.service.clone()).filter(|s| !s.is_empty()),
+            };
+            let (max_attempts, rule_interval_ns) = self
+                .rule(&key)
+                .map_or((1, None), |r| (r.max_attempts, r.interval_ns));
+            let code = |c: i64| State::from_code(i32::try_from(c).unwrap_or(3));
+            let mut history: Vec<State> = r
+                .history
+                .chars()
+                .filter_map(|ch| ch.to_digit(10))
+                .map(|d| code(i64::from(d)))
+                .collect();
+            if history.len() > HISTORY {
+                history.drain(..history.len() - HISTORY);
+            }
+            self.checks.insert(
+                key,
+                Check {
+                    state: code(r.state),
+                    state_type: if r.hard {
+                        StateType::Hard
+                    } else {
+                        StateType::Soft
+                    },
+                    attempt: u32::try_from(r.attempt).unwrap_or(1).clamp(1, max_attempts),
+                    hard_state: code(r.hard_state),
+                    output: Output {
+                        summary: r.summary.clone(),
+                        perfdata: r.perfdata.clone(),
+                        long: r.long_output.clone(),
+                    },
+                    last_result_ns: r.last_result_ns,
+                    last_change_ns: r.last_change_ns,
+                    interval_ns: r.interval_ns.or(rule_interval_ns),
+                    max_attempts,
+                    rule_interval_ns,
+                    stale: r.stale,
+                    history,
+                    flapping: r.flapping,
+                    percent_change: r.percent_change,
+                },
+            );
+        }
     }
 }
 
@@ -865,6 +981,53 @@ mod tests {
         c.apply(&r, 900 * S);
         assert!(c.expire_stale(1005 * S).is_empty());
         assert_eq!(c.expire_stale(1011 * S).len(), 1);
+    }
+
+    #[test]
+    fn states_resume_from_stored_rows() {
+        let cfg = "[[rules]]\nservice = \"disk\"\nmax_check_attempts = 3\ninterval = \"1m\"\n";
+        let mut c = checks(cfg);
+        let r = |svc: &str, code| result("h", Some(svc), code, "x | v=1;2;3");
+        // disk: two SOFT attempts; load: HARD CRITICAL, with some flap history.
+        c.apply(&r("disk", 2), S);
+        c.apply(&r("disk", 2), 2 * S);
+        for (i, code) in [2, 0, 2].into_iter().enumerate() {
+            c.apply(&r("load", code), (3 + i as i64) * S);
+        }
+        let mut rows: Vec<CheckRow> = c.take_dirty().into_iter().map(|(_, r)| r).collect();
+        rows.sort_by(|a, b| a.service.cmp(&b.service));
+        assert_eq!(rows.len(), 2);
+        assert!(c.take_dirty().is_empty(), "taken once");
+        assert_eq!(
+            (rows[0].state, rows[0].hard, rows[0].attempt),
+            (2, false, 2)
+        );
+        assert_eq!(rows[1].history, "202");
+        assert_eq!(rows[0].perfdata, "v=1;2;3");
+
+        let mut back = checks(cfg);
+        back.restore(&rows);
+        let load = |c: &Checks| {
+            let (_, l) = c
+                .iter()
+                .find(|(k, _)| k.service.as_deref() == Some("load"))
+                .unwrap();
+            (l.percent_change, l.history.clone(), l.interval_ns)
+        };
+        assert_eq!(load(&back), load(&c));
+        // The third attempt makes disk HARD, as it would have without the restart.
+        assert_eq!(
+            fired(&back.apply(&r("disk", 2), 10 * S)),
+            [(true, false, "CRITICAL")]
+        );
+        // load was HARD CRITICAL: OK is a recovery.
+        assert_eq!(
+            fired(&back.apply(&r("load", 0), 11 * S)),
+            [(false, false, "OK")]
+        );
+        // A retired host's checks are forgotten with their pending rows.
+        assert_eq!(back.forget_host("h"), 2);
+        assert!(back.take_dirty().is_empty());
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! `alertd bench-checks`: load on the passive-check intake of a running service. It opens
-//! `--connections` NSCA connections (as `send_nsca` does: read the IV, send packets), sends
-//! `--results` check results over `--hosts` hosts and `--services` services each (a tenth of
-//! them in a problem state, changing every pass), waits until the service has applied them all
-//! (`alertd_check_results_total` on `/metrics`), and reports results per second and, with
-//! `--server-pid`, the server's CPU time per result.
+//! `alertd bench-checks`: load on the passive-check intake of a running service. In `nsca`
+//! mode it opens `--connections` NSCA connections (as `send_nsca` does: read the IV, send
+//! packets); in `nrdp-xml` and `nrdp-json` modes it POSTs NRDP `submitcheck` forms of
+//! `--per-post` results each (as `send_nrdp.py` does, with more results per request) over
+//! `--connections` keep-alive HTTP connections, retrying a request answered 503 (the check
+//! queue is full) after a short pause. Either way it sends `--results` check results over
+//! `--hosts` hosts and `--services` services each (a tenth of them in a problem state, changing
+//! every pass), waits until the service has applied them all (`alertd_check_results_total` on
+//! `/metrics`), and reports results per second and, with `--server-pid`, the server's CPU time
+//! per result.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,12 +17,32 @@ use std::time::{Duration, Instant};
 use super::CliError;
 use crate::checks::nsca::{self, NscaPacket};
 
+/// How results are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMode {
+    /// NSCA packets on the NSCA port.
+    Nsca,
+    /// NRDP `submitcheck` with `XMLDATA`, to `POST /nrdp/`.
+    NrdpXml,
+    /// NRDP `submitcheck` with `JSONDATA`, to `POST /nrdp/`.
+    NrdpJson,
+}
+
 /// Options of `alertd bench-checks`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchChecksArgs {
-    /// The service's HTTP address, for /metrics, e.g. http://127.0.0.1:9092.
+    /// The service's HTTP address, for /metrics and NRDP, e.g. http://127.0.0.1:9092.
     #[arg(long)]
     pub url: String,
+    /// The intake to load.
+    #[arg(long, value_enum, default_value_t = BenchMode::Nsca)]
+    pub mode: BenchMode,
+    /// Results per NRDP request.
+    #[arg(long, default_value_t = 100)]
+    pub per_post: usize,
+    /// The NRDP `token` field (a token with the write scope when the service has tokens).
+    #[arg(long, default_value = "bench")]
+    pub nrdp_token: String,
     /// The service's NSCA address.
     #[arg(long, default_value = "127.0.0.1:5667")]
     pub nsca: String,
@@ -65,6 +89,112 @@ fn applied(client: &reqwest::blocking::Client, args: &BenchChecksArgs) -> Result
         .unwrap_or(0.0))
 }
 
+/// Result `i` of the load: (host, service, code, output).
+fn result(args: &BenchChecksArgs, i: usize) -> (String, String, i16, String) {
+    let per_host = args.services.max(1);
+    let check = i % (args.hosts.max(1) * per_host);
+    let pass = i / (args.hosts.max(1) * per_host);
+    // A tenth of the checks are in a problem state, which flips every pass.
+    let code = if check.is_multiple_of(10) && pass.is_multiple_of(2) {
+        2
+    } else {
+        0
+    };
+    (
+        format!("host{:05}", check / per_host),
+        format!("svc{:03}", check % per_host),
+        code,
+        format!(
+            "SVC {} - value {i}|value={};80;90;0;100",
+            if code == 0 { "OK" } else { "CRITICAL" },
+            i % 100
+        ),
+    )
+}
+
+/// The `XMLDATA` or `JSONDATA` of results `range`.
+fn nrdp_data(args: &BenchChecksArgs, range: std::ops::Range<usize>) -> String {
+    if args.mode == BenchMode::NrdpJson {
+        let items: Vec<serde_json::Value> = range
+            .map(|i| {
+                let (host, service, code, output) = result(args, i);
+                serde_json::json!({
+                    "checkresult": {"type": "service"},
+                    "hostname": host, "servicename": service, "state": code, "output": output,
+                })
+            })
+            .collect();
+        return serde_json::json!({ "checkresults": items }).to_string();
+    }
+    let mut xml = String::from("<?xml version='1.0'?>\n<checkresults>\n");
+    for i in range {
+        let (host, service, code, output) = result(args, i);
+        let _ = std::fmt::Write::write_fmt(
+            &mut xml,
+            format_args!(
+                "<checkresult type='service'><hostname>{host}</hostname>\
+                 <servicename>{service}</servicename><state>{code}</state>\
+                 <output>{output}</output></checkresult>\n"
+            ),
+        );
+    }
+    xml.push_str("</checkresults>\n");
+    xml
+}
+
+/// One connection's share over NRDP: `n` results starting at `first`, `--per-post` a request.
+/// Returns how many requests were answered 503 and sent again.
+fn send_nrdp(args: &BenchChecksArgs, first: usize, n: usize) -> Result<u64, CliError> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(1)
+        .build()
+        .map_err(|e| CliError::Usage(format!("HTTP client: {e}")))?;
+    let url = format!("{}/nrdp/", args.url.trim_end_matches('/'));
+    let field = if args.mode == BenchMode::NrdpJson {
+        "JSONDATA"
+    } else {
+        "XMLDATA"
+    };
+    let per = args.per_post.max(1);
+    let mut refused = 0u64;
+    let mut at = first;
+    while at < first + n {
+        let end = (at + per).min(first + n);
+        let data = nrdp_data(args, at..end);
+        let body = serde_urlencoded::to_string([
+            ("token", args.nrdp_token.as_str()),
+            ("cmd", "submitcheck"),
+            (field, data.as_str()),
+        ])
+        .map_err(|e| CliError::Usage(format!("form: {e}")))?;
+        loop {
+            let r = client
+                .post(&url)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .map_err(|e| CliError::Usage(format!("{url}: {e}")))?;
+            let status = r.status().as_u16();
+            let text = r.text().unwrap_or_default();
+            if status == 503 {
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            if status != 200 || !text.contains("processed") {
+                return Err(CliError::Usage(format!(
+                    "{url} answered {status}: {}",
+                    text.chars().take(200).collect::<String>()
+                )));
+            }
+            break;
+        }
+        at = end;
+    }
+    Ok(refused)
+}
+
 /// One connection's share: `n` results starting at `first`.
 fn send(args: &BenchChecksArgs, first: usize, n: usize) -> Result<(), std::io::Error> {
     let mut s = TcpStream::connect(&args.nsca)?;
@@ -73,27 +203,15 @@ fn send(args: &BenchChecksArgs, first: usize, n: usize) -> Result<(), std::io::E
     let mut iv = [0u8; nsca::IV_SIZE];
     iv.copy_from_slice(&init[..nsca::IV_SIZE]);
     let ts = u32::from_be_bytes([init[128], init[129], init[130], init[131]]);
-    let per_host = args.services.max(1);
     let mut buf = Vec::with_capacity(64 * nsca::PACKET_SIZE);
     for i in first..first + n {
-        let check = i % (args.hosts.max(1) * per_host);
-        let pass = i / (args.hosts.max(1) * per_host);
-        // A tenth of the checks are in a problem state, which flips every pass.
-        let code = if check.is_multiple_of(10) && pass.is_multiple_of(2) {
-            2
-        } else {
-            0
-        };
+        let (host, service, return_code, output) = result(args, i);
         let p = NscaPacket {
             timestamp: ts,
-            return_code: code,
-            host: format!("host{:05}", check / per_host),
-            service: format!("svc{:03}", check % per_host),
-            output: format!(
-                "SVC {} - value {i}|value={};80;90;0;100",
-                if code == 0 { "OK" } else { "CRITICAL" },
-                i % 100
-            ),
+            return_code,
+            host,
+            service,
+            output,
         };
         buf.extend_from_slice(&nsca::encode_packet(
             &p,
@@ -128,12 +246,18 @@ pub fn run(args: &BenchChecksArgs) -> Result<ExitCode, CliError> {
         let first = c * share;
         let n = share.min(args.results.saturating_sub(first));
         let a = args.clone();
-        handles.push(std::thread::spawn(move || send(&a, first, n)));
+        handles.push(std::thread::spawn(move || match a.mode {
+            BenchMode::Nsca => send(&a, first, n)
+                .map(|()| 0)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", a.nsca))),
+            BenchMode::NrdpXml | BenchMode::NrdpJson => send_nrdp(&a, first, n),
+        }));
     }
+    let mut refused = 0;
     for h in handles {
-        h.join()
-            .map_err(|_| CliError::Usage("a sender thread panicked".into()))?
-            .map_err(|e| CliError::Usage(format!("{}: {e}", args.nsca)))?;
+        refused += h
+            .join()
+            .map_err(|_| CliError::Usage("a sender thread panicked".into()))??;
     }
     let sent = start.elapsed();
     let want = before + args.results as f64;
@@ -146,8 +270,20 @@ pub fn run(args: &BenchChecksArgs) -> Result<ExitCode, CliError> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let done = start.elapsed();
+    let how = match args.mode {
+        BenchMode::Nsca => "nsca".to_string(),
+        BenchMode::NrdpXml | BenchMode::NrdpJson => format!(
+            "{} ({} a request, {refused} requests answered 503 and resent)",
+            if args.mode == BenchMode::NrdpXml {
+                "nrdp-xml"
+            } else {
+                "nrdp-json"
+            },
+            args.per_post.max(1)
+        ),
+    };
     println!(
-        "results: {}  connections: {conns}  sent in {:.2} s  applied after {:.2} s  ({:.0} results/s)",
+        "{how}  results: {}  connections: {conns}  sent in {:.2} s  applied after {:.2} s  ({:.0} results/s)",
         args.results,
         sent.as_secs_f64(),
         done.as_secs_f64(),

@@ -91,8 +91,8 @@ pub fn run(args: &HostArgs) -> Result<ExitCode, CliError> {
             }
         }
         HostAction::Retire { name } => println!(
-            "retired {name}: {} alerts resolved, {} checks stopped",
-            body["alerts_resolved"], body["checks_forgotten"]
+            "retired {name}: {} alerts resolved, {} checks stopped, {} rule groups freed",
+            body["alerts_resolved"], body["checks_forgotten"], body["groups_dropped"]
         ),
     }
     Ok(ExitCode::SUCCESS)

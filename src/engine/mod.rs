@@ -81,6 +81,24 @@ impl MeasurementFilter {
     }
 }
 
+/// What [`Engine::forget_tagged`] dropped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forgotten {
+    /// Live groups dropped, over every rule.
+    pub groups: usize,
+    /// `(rule, group id)` of every group dropped, live or only stored to resume, so its stored
+    /// alert state can be deleted too.
+    pub group_ids: Vec<(String, String)>,
+}
+
+impl Forgotten {
+    /// Adds another shard's.
+    pub fn merge(&mut self, other: Forgotten) {
+        self.groups += other.groups;
+        self.group_ids.extend(other.group_ids);
+    }
+}
+
 /// All rules, and the routing table from measurement to the rule sources that read it.
 pub struct Engine {
     tasks: Vec<Task>,
@@ -186,6 +204,21 @@ impl Engine {
         }
     }
 
+    /// Drops, in every rule, every group whose group-by tags include `tag=value` with all its
+    /// state ([`Task::forget_tagged`]): how a retired host stops alerting.
+    pub fn forget_tagged(&mut self, tag: &str, value: &str) -> Forgotten {
+        let mut f = Forgotten::default();
+        for t in &mut self.tasks {
+            let (n, ids) = t.forget_tagged(tag, value);
+            f.groups += n;
+            f.group_ids.extend(
+                ids.into_iter()
+                    .map(|id| (t.name().to_string(), id.to_string())),
+            );
+        }
+        f
+    }
+
     /// Emits every open window (end of a recording).
     pub fn flush(&mut self) {
         for t in &mut self.tasks {
@@ -226,6 +259,120 @@ mod tests {
             events[0].data.points[0].1[0].1,
             crate::rules::lambda::Value::Int(nodes::MAX_WINDOW_POINTS as i64)
         );
+    }
+
+    const S: i64 = 1_000_000_000;
+
+    fn feed(engine: &mut Engine, line: &str, t: i64) {
+        let line = format!("{line} {t}");
+        engine.process(None, None, &parse_line(&line, 1).unwrap(), t);
+    }
+
+    /// (alert id, level) of the events so far.
+    fn fired(engine: &mut Engine) -> Vec<(String, &'static str)> {
+        engine
+            .drain_events()
+            .iter()
+            .map(|e| (e.id.clone(), e.level.as_str()))
+            .collect()
+    }
+
+    const DEADMAN: &str = "stream|from().measurement('hb').groupBy('host')|deadman(0.0, 1s).id('dead/{{ index .Tags \"host\" }}')";
+
+    #[test]
+    fn forgetting_a_host_stops_its_deadman_and_it_comes_back_new() {
+        let plan = Arc::new(compile_source("dead", DEADMAN).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        feed(&mut engine, "hb,host=a up=1i", S / 2);
+        feed(&mut engine, "hb,host=b up=1i", S / 2);
+        engine.advance(3 * S);
+        let before = fired(&mut engine);
+        assert!(
+            before.contains(&("dead/a".into(), "CRITICAL")),
+            "{before:?}"
+        );
+        assert!(
+            before.contains(&("dead/b".into(), "CRITICAL")),
+            "{before:?}"
+        );
+
+        let f = engine.forget_tagged("host", "a");
+        assert_eq!(f.groups, 1);
+        assert_eq!(f.group_ids, [("dead".to_string(), "host=a".to_string())]);
+        assert_eq!(engine.tasks()[0].groups(), 1);
+        // Only b's deadman goes on firing; a's is gone with its group.
+        engine.advance(6 * S);
+        let after = fired(&mut engine);
+        assert!(!after.is_empty());
+        assert!(after.iter().all(|(id, _)| id == "dead/b"), "{after:?}");
+        // Forgetting again finds nothing.
+        assert_eq!(engine.forget_tagged("host", "a"), Forgotten::default());
+
+        // a comes back: a new group at OK, so no recovery event; silent again, it fires anew.
+        feed(&mut engine, "hb,host=a up=1i", 6 * S + S / 2);
+        engine.advance(7 * S);
+        assert!(
+            !fired(&mut engine).iter().any(|(id, _)| id == "dead/a"),
+            "a new host starts at OK"
+        );
+        engine.advance(9 * S);
+        let events = engine.drain_events();
+        let a = events.iter().find(|e| e.id == "dead/a").unwrap();
+        assert_eq!(
+            (a.level.as_str(), a.previous_level.as_str()),
+            ("CRITICAL", "OK")
+        );
+    }
+
+    #[test]
+    fn forgetting_a_host_drops_its_window_and_its_stored_alert_state() {
+        let rule = "stream|from().measurement('m').groupBy('host', 'path')|window().period(10s).every(10s)|count('v')|alert().id('w/{{ index .Tags \"host\" }}').crit(lambda: \"count\" > 0)";
+        let plan = Arc::new(compile_source("w", rule).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        for host in ["a", "b"] {
+            feed(&mut engine, &format!("m,host={host},path=/ v=1i"), S);
+            feed(&mut engine, &format!("m,host={host},path=/var v=1i"), S);
+        }
+        let f = engine.forget_tagged("host", "a");
+        assert_eq!(f.groups, 2, "{f:?}");
+        engine.flush();
+        let ids: Vec<_> = fired(&mut engine).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["w/b", "w/b"]);
+
+        // A stored CRITICAL state waiting for a's group to resume is forgotten too.
+        let plan = Arc::new(compile_source("dead", DEADMAN).unwrap());
+        let mut old = Engine::new(vec![plan.clone()], &TaskConfig::default());
+        feed(&mut old, "hb,host=a up=1i", S / 2);
+        old.advance(3 * S);
+        let states = old.tasks()[0].alert_states();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].2.level.as_str(), "CRITICAL");
+        let restart = |forget: bool| {
+            let mut t = Task::new(plan.clone(), &TaskConfig::default());
+            t.restore(states.clone());
+            let mut e = Engine::from_tasks(vec![t]);
+            if forget {
+                let f = e.forget_tagged("host", "a");
+                assert_eq!(f.groups, 0);
+                assert_eq!(f.group_ids, [("dead".to_string(), "host=a".to_string())]);
+            }
+            feed(&mut e, "hb,host=a up=1i", 10 * S);
+            feed(&mut e, "hb,host=a up=1i", 11 * S);
+            e.advance(12 * S);
+            fired(&mut e)
+        };
+        // Resumed, a's next interval with points is a recovery; forgotten, a is new and OK.
+        assert_eq!(restart(false), [("dead/a".to_string(), "OK")]);
+        assert_eq!(restart(true), []);
+    }
+
+    #[test]
+    fn group_ids_are_matched_by_whole_dimension() {
+        assert!(task::group_id_has("host=a,path=/", "host", "a"));
+        assert!(task::group_id_has("cpu\nhost=a", "host", "a"));
+        assert!(!task::group_id_has("host=ab", "host", "a"));
+        assert!(!task::group_id_has("xhost=a", "host", "a"));
+        assert!(!task::group_id_has("nil", "host", "a"));
     }
 
     #[test]

@@ -120,6 +120,19 @@ impl GroupTable {
         self.by_key.len()
     }
 
+    /// Groups whose group-by tags include `tag=value`.
+    fn tagged(&self, tag: &str, value: &str) -> Vec<GroupId> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                e.as_ref()
+                    .filter(|e| e.tags.get(tag).is_some_and(|v| &**v == value))
+                    .map(|_| i as GroupId)
+            })
+            .collect()
+    }
+
     fn idle_before(&self, cutoff: i64) -> Vec<GroupId> {
         self.entries
             .iter()
@@ -329,6 +342,16 @@ fn group_id_string(spec: &GroupSpec, name: &str, dims: &[(Name, Arc<str>)]) -> A
     } else {
         key.into()
     }
+}
+
+/// Whether a group id (`host=a,path=/`, after `measurement\n` when grouped by measurement)
+/// has the dimension `tag=value`. A tag value holding a `,` is not recognized.
+pub(crate) fn group_id_has(id: &str, tag: &str, value: &str) -> bool {
+    let dims = id.rsplit_once('\n').map_or(id, |(_, d)| d);
+    dims.split(',').any(|kv| {
+        kv.split_once('=')
+            .is_some_and(|(k, v)| k == tag && v == value)
+    })
 }
 
 impl Task {
@@ -697,6 +720,45 @@ impl Task {
         }
         self.ctx.stats.groups_expired += idle.len() as u64;
         idle.len()
+    }
+
+    /// Drops every group whose group-by tags include `tag=value` (the groups of a retired
+    /// host) with its state in every node (window buffers, aggregates, alert levels and
+    /// history, deadman counts), and any stored alert state still waiting to resume for such a
+    /// group, without emitting an event: nothing of the group fires again, and a later point
+    /// with that tag starts a new group at OK. Returns how many live groups were dropped and
+    /// the ids of every group dropped or forgotten.
+    pub fn forget_tagged(&mut self, tag: &str, value: &str) -> (usize, Vec<Arc<str>>) {
+        let gone = self.ctx.groups.tagged(tag, value);
+        let mut ids = Vec::with_capacity(gone.len());
+        for &g in &gone {
+            for n in &mut self.nodes {
+                n.drop_group(g);
+            }
+            if let Some(e) = self.ctx.groups.get(g) {
+                ids.push(e.id.clone());
+            }
+            self.ctx.groups.remove(g);
+        }
+        if !gone.is_empty() {
+            let groups = &self.ctx.groups;
+            for s in &mut self.sources {
+                s.series.retain(|_, e| {
+                    groups.get(e.group).is_some() && groups.generation(e.group) == e.generation
+                });
+            }
+        }
+        self.ctx.restored.retain(|(_, id), _| {
+            if group_id_has(id, tag, value) {
+                ids.push(id.clone());
+                false
+            } else {
+                true
+            }
+        });
+        ids.sort_unstable();
+        ids.dedup();
+        (gone.len(), ids)
     }
 
     /// Remembers alert states to resume from: `(alert node name, group id, state)`.

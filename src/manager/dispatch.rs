@@ -69,8 +69,9 @@ pub enum Msg {
     Query(Query),
     /// New receivers and routing.
     Reload(Arc<Receivers>),
-    /// A host was retired: resolve its alerts (label `host`), answering how many.
-    Retire(String, oneshot::Sender<usize>),
+    /// A host was retired: resolve its alerts (label `host`, or the second field, the
+    /// `[hosts] tag` rule alerts carry as a label), answering how many.
+    Retire(String, String, oneshot::Sender<usize>),
 }
 
 /// Reads for the APIs and UI.
@@ -911,13 +912,17 @@ impl Dispatcher {
 
     /// Resolves every unresolved alert of a retired host, marked with a `retired` annotation:
     /// a planned removal, not a failure.
-    async fn on_retire(&mut self, host: &str) -> usize {
+    async fn on_retire(&mut self, host: &str, tag: &str) -> usize {
         let now = Instant::now();
         let now_ns = now_ns();
         let mine: Vec<Alert> = self
             .alerts
             .values()
-            .filter(|a| !a.resolved_at(now_ns) && a.labels.get("host").is_some_and(|h| h == host))
+            .filter(|a| {
+                !a.resolved_at(now_ns)
+                    && (a.labels.get("host").is_some_and(|h| h == host)
+                        || a.labels.get(tag).is_some_and(|h| h == host))
+            })
             .cloned()
             .collect();
         let n = mine.len();
@@ -1127,8 +1132,8 @@ impl Dispatcher {
                         }
                         Msg::Query(q) => self.answer(q),
                         Msg::Reload(cfg) => self.apply_config(cfg),
-                        Msg::Retire(host, reply) => {
-                            let n = self.on_retire(&host).await;
+                        Msg::Retire(host, tag, reply) => {
+                            let n = self.on_retire(&host, &tag).await;
                             let _ = reply.send(n);
                         }
                     }

@@ -25,6 +25,7 @@ use crate::clock::now_ns;
 use crate::manager::alert::{Alert, Source};
 use crate::manager::dispatch::Msg;
 use crate::manager::labels::{LabelSet, fingerprint};
+use crate::storage::{Changes, CheckRow};
 
 /// Messages of the check task.
 pub enum CheckMsg {
@@ -32,25 +33,86 @@ pub enum CheckMsg {
     Results(Vec<CheckResult>),
     /// Every check's state, for the API.
     List(oneshot::Sender<Vec<Value>>),
-    /// Forget every check of a retired host (its freshness stops), answering how many.
+    /// Forget every check of a retired host (its freshness stops) and delete their stored
+    /// states, answering how many.
     Forget(String, oneshot::Sender<usize>),
+    /// Store every changed check state now and answer once it is committed (at shutdown).
+    Flush(oneshot::Sender<()>),
 }
+
+/// The labels each check's alerts fire with, by (check, flapping alert), so a change of
+/// severity or a recovery resolves what fired.
+pub type Firing = FxHashMap<(CheckKey, bool), LabelSet>;
 
 /// Labels of a check's alert.
 fn labels(c: &AlertChange) -> LabelSet {
+    labels_of(&c.key, c.flapping, c.severity)
+}
+
+fn labels_of(key: &CheckKey, flapping: bool, severity: &str) -> LabelSet {
     let mut l = LabelSet::new();
-    let name = if c.flapping {
+    let name = if flapping {
         "Flapping".to_string()
     } else {
-        c.key.service.clone().unwrap_or_else(|| "host".to_string())
+        key.service.clone().unwrap_or_else(|| "host".to_string())
     };
     l.insert("alertname".to_string(), name);
-    l.insert("host".to_string(), c.key.host.clone());
-    if let Some(s) = &c.key.service {
+    l.insert("host".to_string(), key.host.clone());
+    if let Some(s) = &key.service {
         l.insert("service".to_string(), s.clone());
     }
-    l.insert("severity".to_string(), c.severity.to_string());
+    l.insert("severity".to_string(), severity.to_string());
     l
+}
+
+/// What the stored check states had firing, to resume with them.
+pub fn firing_of(rows: &[CheckRow]) -> Firing {
+    let mut firing = Firing::default();
+    for r in rows {
+        let key = CheckKey {
+            host: r.host.clone(),
+            service: Some(r.service.clone()).filter(|s| !s.is_empty()),
+        };
+        if let Some(sev) = &r.firing_severity {
+            firing.insert((key.clone(), false), labels_of(&key, false, sev));
+        }
+        if r.flap_firing {
+            firing.insert((key.clone(), true), labels_of(&key, true, "warning"));
+        }
+    }
+    firing
+}
+
+/// Stores the check states changed since the last flush, with what each has firing; with
+/// `committed`, told once they are in the database.
+async fn flush(
+    shared: &Shared,
+    checks: &mut Checks,
+    firing: &Firing,
+    committed: Option<Arc<tokio::sync::Notify>>,
+) {
+    let mut rows = Vec::new();
+    for (key, mut row) in checks.take_dirty() {
+        let k = (key, false);
+        row.firing_severity = firing
+            .get(&k)
+            .and_then(|l| l.get("severity"))
+            .map(|s| s.to_string());
+        let k = (k.0, true);
+        row.flap_firing = firing.contains_key(&k);
+        rows.push(row);
+    }
+    if rows.is_empty() && committed.is_none() {
+        return;
+    }
+    let _ = shared
+        .writer
+        .send(Changes {
+            checks: rows,
+            committed,
+            ..Changes::default()
+        })
+        .await;
 }
 
 fn alert(c: &AlertChange, labels: LabelSet, now: i64, ends: Option<i64>) -> Alert {
@@ -131,12 +193,19 @@ fn perf_lines(out: &mut String, key: &CheckKey, perf: &[Perf], time_ns: i64) {
     }
 }
 
-/// The task: runs until every sender is gone.
-pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver<CheckMsg>) {
-    // The labels each check's state alert fires with, so a change of severity resolves the old.
-    let mut firing: FxHashMap<(CheckKey, bool), LabelSet> = FxHashMap::default();
+/// The task: runs until every sender is gone. `firing` is what the restored check states have
+/// firing (see [`firing_of`]). Changed check states are stored every 5 s and on
+/// [`CheckMsg::Flush`].
+pub async fn run(
+    shared: Arc<Shared>,
+    mut checks: Checks,
+    mut firing: Firing,
+    mut rx: mpsc::Receiver<CheckMsg>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store = tokio::time::interval(Duration::from_secs(5));
+    store.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let changes: Vec<(Vec<AlertChange>, String)> = tokio::select! {
             msg = rx.recv() => match msg {
@@ -148,7 +217,19 @@ pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver
                 Some(CheckMsg::Forget(host, tx)) => {
                     let n = checks.forget_host(&host);
                     firing.retain(|(k, _), _| k.host != host);
+                    // Sent after any earlier flush of the host's rows, so it deletes them all.
+                    let _ = shared
+                        .writer
+                        .send(Changes { check_deletes: vec![host], ..Changes::default() })
+                        .await;
                     let _ = tx.send(n);
+                    continue;
+                }
+                Some(CheckMsg::Flush(tx)) => {
+                    let done = Arc::new(tokio::sync::Notify::new());
+                    flush(&shared, &mut checks, &firing, Some(done.clone())).await;
+                    done.notified().await;
+                    let _ = tx.send(());
                     continue;
                 }
                 Some(CheckMsg::Results(results)) => {
@@ -169,6 +250,10 @@ pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver
                     vec![(alerts, lines)]
                 }
             },
+            _ = store.tick() => {
+                flush(&shared, &mut checks, &firing, None).await;
+                continue;
+            }
             _ = tick.tick() => {
                 let stale = checks.expire_stale(now_ns());
                 if stale.is_empty() {
@@ -188,6 +273,9 @@ pub async fn run(shared: Arc<Shared>, mut checks: Checks, mut rx: mpsc::Receiver
             let now = now_ns();
             let mut post = Vec::with_capacity(alerts.len());
             for c in &alerts {
+                // What fires is stored with the check (held services released by their host
+                // change here without a result of their own).
+                checks.mark_dirty(&c.key);
                 let k = (c.key.clone(), c.flapping);
                 let l = labels(c);
                 if let Some(old) = firing.get(&k)

@@ -7,6 +7,9 @@
 //! rule stays on its shard across reloads. Every shard sees every batch, already parsed by the
 //! write handler, and skips the points of measurements it does not read.
 //!
+//! Retiring a host sends every shard a [`Work::Forget`], which drops the host's groups in every
+//! rule before its alerts are resolved.
+//!
 //! A reload keeps every rule whose source is unchanged (with its windows and alert state),
 //! starts changed rules afresh but resumes their alert levels, and keeps the old version of a
 //! rule whose new version fails to load.
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::engine::task::Restored;
-use crate::engine::{Engine, Task, TaskConfig, TaskStats};
+use crate::engine::{Engine, Forgotten, Task, TaskConfig, TaskStats};
 use crate::ingest::points::LayoutIds;
 use crate::ingest::write::{SPARE_POINTS, WriteBatch};
 use crate::manager::dispatch::{Msg, RuleEvent};
@@ -99,8 +102,57 @@ pub enum Work {
         RestoreMap,
         tokio::sync::oneshot::Sender<Vec<RuleStatus>>,
     ),
+    /// Drop every group whose group-by tags include `tag=value` in every rule of the shard
+    /// (a retired host), with its window, alert and deadman state and any stored alert state
+    /// waiting to resume; the reply says what was dropped. Events produced before are sent to
+    /// the alert manager before the reply, and none of those groups produces one after.
+    Forget {
+        /// The tag naming hosts (`[hosts] tag`).
+        tag: String,
+        /// The host.
+        value: String,
+        /// What was dropped.
+        reply: tokio::sync::oneshot::Sender<Forgotten>,
+    },
     /// Finish and exit.
     Stop,
+}
+
+/// Sends [`Work::Forget`] to every shard and waits for all of them: once this returns, no
+/// shard holds a group of `tag=value` and every event they made before is in the alert
+/// manager's queue.
+pub async fn forget_everywhere(shared: &Shared, tag: &str, value: &str) -> Forgotten {
+    let mut replies = Vec::with_capacity(shared.work.len());
+    for w in &shared.work {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let msg = Work::Forget {
+            tag: tag.to_string(),
+            value: value.to_string(),
+            reply: tx,
+        };
+        // The queues keep room for control messages beyond the batch limit; if one is full
+        // anyway, wait for room off the async threads.
+        let sent = match w.try_send(msg) {
+            Ok(()) => true,
+            Err(std::sync::mpsc::TrySendError::Full(msg)) => {
+                let w = w.clone();
+                tokio::task::spawn_blocking(move || w.send(msg).is_ok())
+                    .await
+                    .unwrap_or(false)
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
+        };
+        if sent {
+            replies.push(rx);
+        }
+    }
+    let mut all = Forgotten::default();
+    for rx in replies {
+        if let Ok(f) = rx.await {
+            all.merge(f);
+        }
+    }
+    all
 }
 
 /// A rule file and the result of loading it.
@@ -271,6 +323,13 @@ impl State {
                 Ok(Work::Reload(loaded, restore, reply)) => {
                     self.apply(loaded, Some(restore));
                     let _ = reply.send(self.status.clone());
+                }
+                Ok(Work::Forget { tag, value, reply }) => {
+                    // Whatever is pending goes out first; nothing of the groups comes after.
+                    self.forward_events();
+                    let f = self.engine.forget_tagged(&tag, &value);
+                    self.publish();
+                    let _ = reply.send(f);
                 }
                 Ok(Work::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}

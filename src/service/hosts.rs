@@ -1,7 +1,8 @@
 //! The host-registry task of the service and its API: hosts seen by the intakes are recorded
 //! (stored in SQLite every few seconds through the storage writer), listed at `/api/v1/hosts`,
 //! and retired by `DELETE /api/v1/hosts/{name}` or automatically past `hosts.forget_after`.
-//! Retiring resolves the host's alerts (annotated `retired`) and forgets its checks.
+//! Retiring frees the host's groups in the rules engine (deadman, windows, alert state),
+//! resolves its alerts (annotated `retired`) and forgets its checks.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -29,17 +30,29 @@ pub enum HostMsg {
     List(oneshot::Sender<Vec<Value>>),
     /// Retire a host; the answer is `None` for an unknown host.
     Retire(String, oneshot::Sender<Option<Value>>),
+    /// Store the changed registry rows now and answer once they are committed (at shutdown).
+    Flush(oneshot::Sender<()>),
 }
 
-/// What a retirement did.
+/// What a retirement did. In order: the rules engine drops the host's groups (so no deadman or
+/// window of the host fires again, and events it made before are queued ahead of what
+/// follows), the alert manager resolves the host's alerts, the check task forgets its checks
+/// (and deletes their stored states), and the registry row and the stored alert states of the
+/// dropped groups are deleted.
 async fn retire(shared: &Shared, reg: &mut Registry, name: &str, why: &str) -> Option<Value> {
     if !reg.retire(name) {
         return None;
     }
+    let forgotten =
+        super::engine_thread::forget_everywhere(shared, &shared.config.hosts.tag, name).await;
     let (tx, rx) = oneshot::channel();
     let resolved = if shared
         .manager
-        .send(Msg::Retire(name.to_string(), tx))
+        .send(Msg::Retire(
+            name.to_string(),
+            shared.config.hosts.tag.clone(),
+            tx,
+        ))
         .await
         .is_ok()
     {
@@ -58,10 +71,13 @@ async fn retire(shared: &Shared, reg: &mut Registry, name: &str, why: &str) -> O
     } else {
         0
     };
+    // After the alert manager's answer: every event of the dropped groups has been stored by
+    // then, so these deletes come after their upserts.
     let _ = shared
         .writer
         .send(Changes {
             host_deletes: vec![name.to_string()],
+            alert_state_deletes: forgotten.group_ids,
             ..Changes::default()
         })
         .await;
@@ -69,11 +85,17 @@ async fn retire(shared: &Shared, reg: &mut Registry, name: &str, why: &str) -> O
     tracing::info!(
         host = name,
         reason = why,
+        groups_dropped = forgotten.groups,
         alerts_resolved = resolved,
         checks_forgotten = checks,
         "Host retired."
     );
-    Some(json!({ "host": name, "alerts_resolved": resolved, "checks_forgotten": checks }))
+    Some(json!({
+        "host": name,
+        "groups_dropped": forgotten.groups,
+        "alerts_resolved": resolved,
+        "checks_forgotten": checks,
+    }))
 }
 
 /// The task: runs until every sender is gone.
@@ -110,6 +132,19 @@ pub async fn run(shared: Arc<Shared>, mut reg: Registry, mut rx: mpsc::Receiver<
                     let r = retire(&shared, &mut reg, &name, "retired through the API").await;
                     shared.metrics.hosts_known.set(reg.list().len() as i64);
                     let _ = tx.send(r);
+                }
+                Some(HostMsg::Flush(tx)) => {
+                    let done = Arc::new(tokio::sync::Notify::new());
+                    let rows = reg.take_dirty();
+                    if shared
+                        .writer
+                        .send(Changes { hosts: rows, committed: Some(done.clone()), ..Changes::default() })
+                        .await
+                        .is_ok()
+                    {
+                        done.notified().await;
+                    }
+                    let _ = tx.send(());
                 }
             },
             _ = flush.tick() => {

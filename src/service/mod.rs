@@ -290,12 +290,18 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         _ => None,
     };
     let tls_on = tls.is_some();
-    let check_state = crate::checks::state::Checks::new(&config.checks, crate::clock::now_ns())?;
+    let mut check_state =
+        crate::checks::state::Checks::new(&config.checks, crate::clock::now_ns())?;
     let (checks_tx, checks_rx) = tokio::sync::mpsc::channel(1024);
     let (hosts_tx, hosts_rx) = tokio::sync::mpsc::channel(1024);
     let storage = Storage::open(&config.database_path()).await?;
     let stored = storage.alert_states().await?;
     let registry = crate::hosts::Registry::from_rows(storage.load_hosts().await?);
+    // Check states resume where they were, with the alerts they have firing.
+    let check_rows = storage.load_checks().await?;
+    check_state.restore(&check_rows);
+    let check_firing = checks::firing_of(&check_rows);
+    drop(check_rows);
 
     let receivers = Arc::new(crate::receivers::config::load_dir(&config.receivers_dir)?);
     let receivers_lock = Arc::new(RwLock::new(receivers.clone()));
@@ -378,7 +384,12 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
                 addr: config.checks.nsca.listen_addr().unwrap_or_default(),
                 source,
             })?;
-    tokio::spawn(checks::run(shared.clone(), check_state, checks_rx));
+    tokio::spawn(checks::run(
+        shared.clone(),
+        check_state,
+        check_firing,
+        checks_rx,
+    ));
     let engine =
         engine_thread::EngineThreads::start(shared.clone(), work_rx, event_tx, loaded, stored)
             .map_err(ServiceError::Thread)?;
@@ -419,9 +430,32 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         .await
         .map_err(ServiceError::Serve)?;
     tracing::info!("Shutting down.");
+    store_on_shutdown(&shared).await;
     drop(shared);
     engine.stop();
     Ok(())
+}
+
+/// Stores the check states and registry rows changed since their last periodic flush, and
+/// waits (at most a few seconds) until they are committed.
+async fn store_on_shutdown(shared: &Shared) {
+    let wait = std::time::Duration::from_secs(5);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if shared
+        .checks
+        .send(checks::CheckMsg::Flush(tx))
+        .await
+        .is_ok()
+        && tokio::time::timeout(wait, rx).await.is_err()
+    {
+        tracing::warn!("Check states not stored at shutdown within 5 s.");
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if shared.hosts.send(hosts::HostMsg::Flush(tx)).await.is_ok()
+        && tokio::time::timeout(wait, rx).await.is_err()
+    {
+        tracing::warn!("Host registry not stored at shutdown within 5 s.");
+    }
 }
 
 async fn purge_outbox(storage: Storage, retention: std::time::Duration) {

@@ -177,6 +177,56 @@ pub struct Changes {
     pub hosts: Vec<HostRow>,
     /// Hosts retired.
     pub host_deletes: Vec<String>,
+    /// Stored rule alert states to forget: `(rule, group id)`, every alert node (the groups of
+    /// a retired host).
+    pub alert_state_deletes: Vec<(String, String)>,
+    /// Check states changed (rows to upsert).
+    pub checks: Vec<CheckRow>,
+    /// Hosts whose check states are all forgotten (retired).
+    pub check_deletes: Vec<String>,
+    /// Told once this change is committed (a flush at shutdown waits for it).
+    pub committed: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// The stored state of one passive check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRow {
+    /// Host.
+    pub host: String,
+    /// Service; empty for the host check.
+    pub service: String,
+    /// Current state: 0 OK/UP, 1 WARNING/DOWN, 2 CRITICAL/UNREACHABLE, 3 UNKNOWN.
+    pub state: i64,
+    /// HARD (else SOFT).
+    pub hard: bool,
+    /// Attempt.
+    pub attempt: i64,
+    /// The last HARD state, coded as `state`.
+    pub hard_state: i64,
+    /// Summary of the last output.
+    pub summary: String,
+    /// Perfdata of the last output.
+    pub perfdata: String,
+    /// Long output of the last output.
+    pub long_output: String,
+    /// Last result, Unix ns.
+    pub last_result_ns: i64,
+    /// Last state change, Unix ns.
+    pub last_change_ns: i64,
+    /// Expected interval, ns.
+    pub interval_ns: Option<i64>,
+    /// Stale.
+    pub stale: bool,
+    /// The last states, oldest first, one digit (`state` code) each.
+    pub history: String,
+    /// Flapping.
+    pub flapping: bool,
+    /// Percent state change.
+    pub percent_change: f64,
+    /// `severity` label of the state alert firing for the check, if one is.
+    pub firing_severity: Option<String>,
+    /// Whether the check's flapping alert is firing.
+    pub flap_firing: bool,
 }
 
 /// A row of the host registry.
@@ -205,6 +255,10 @@ impl Changes {
             && self.silence_deletes.is_empty()
             && self.hosts.is_empty()
             && self.host_deletes.is_empty()
+            && self.alert_state_deletes.is_empty()
+            && self.checks.is_empty()
+            && self.check_deletes.is_empty()
+            && self.committed.is_none()
     }
 }
 
@@ -459,6 +513,56 @@ impl Storage {
             for name in &c.host_deletes {
                 sqlx::query("DELETE FROM hosts WHERE name = ?")
                     .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (task, group) in &c.alert_state_deletes {
+                sqlx::query("DELETE FROM alert_state WHERE task = ? AND group_id = ?")
+                    .bind(task)
+                    .bind(group)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for r in &c.checks {
+                sqlx::query(
+                    "INSERT INTO check_states (host, service, state, hard, attempt, hard_state, summary, perfdata,
+                       long_output, last_result_ns, last_change_ns, interval_ns, stale, history, flapping,
+                       percent_change, firing_severity, flap_firing)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (host, service) DO UPDATE SET
+                       state = excluded.state, hard = excluded.hard, attempt = excluded.attempt,
+                       hard_state = excluded.hard_state, summary = excluded.summary,
+                       perfdata = excluded.perfdata, long_output = excluded.long_output,
+                       last_result_ns = excluded.last_result_ns,
+                       last_change_ns = excluded.last_change_ns, interval_ns = excluded.interval_ns,
+                       stale = excluded.stale, history = excluded.history,
+                       flapping = excluded.flapping, percent_change = excluded.percent_change,
+                       firing_severity = excluded.firing_severity, flap_firing = excluded.flap_firing",
+                )
+                .bind(&r.host)
+                .bind(&r.service)
+                .bind(r.state)
+                .bind(r.hard)
+                .bind(r.attempt)
+                .bind(r.hard_state)
+                .bind(&r.summary)
+                .bind(&r.perfdata)
+                .bind(&r.long_output)
+                .bind(r.last_result_ns)
+                .bind(r.last_change_ns)
+                .bind(r.interval_ns)
+                .bind(r.stale)
+                .bind(&r.history)
+                .bind(r.flapping)
+                .bind(r.percent_change)
+                .bind(&r.firing_severity)
+                .bind(r.flap_firing)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for host in &c.check_deletes {
+                sqlx::query("DELETE FROM check_states WHERE host = ?")
+                    .bind(host)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -791,6 +895,41 @@ impl Storage {
             .collect())
     }
 
+    /// Every stored check state.
+    pub async fn load_checks(&self) -> Result<Vec<CheckRow>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT host, service, state, hard, attempt, hard_state, summary, perfdata, long_output,
+               last_result_ns, last_change_ns, interval_ns, stale, history, flapping, percent_change,
+               firing_severity, flap_firing
+             FROM check_states",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CheckRow {
+                host: r.get(0),
+                service: r.get(1),
+                state: r.get(2),
+                hard: r.get(3),
+                attempt: r.get(4),
+                hard_state: r.get(5),
+                summary: r.get(6),
+                perfdata: r.get(7),
+                long_output: r.get(8),
+                last_result_ns: r.get(9),
+                last_change_ns: r.get(10),
+                interval_ns: r.get(11),
+                stale: r.get(12),
+                history: r.get(13),
+                flapping: r.get(14),
+                percent_change: r.get(15),
+                firing_severity: r.get(16),
+                flap_firing: r.get(17),
+            })
+            .collect())
+    }
+
     /// Rule alert events, newest first, optionally of one rule and one alert id; with the total.
     pub async fn events_page(
         &self,
@@ -916,6 +1055,9 @@ pub async fn run_writer(
                     if batch.iter().any(|c| !c.outbox.is_empty()) {
                         deliveries.notify_one();
                     }
+                    for n in batch.iter().filter_map(|c| c.committed.as_ref()) {
+                        n.notify_one();
+                    }
                     break;
                 }
                 Err(error) => {
@@ -995,6 +1137,97 @@ mod tests {
         assert_eq!(find(8), row(8, 30));
         assert_eq!(find(9), row(9, 50));
         assert_eq!(find(199), row(199, 10));
+    }
+
+    fn check_row(host: &str, service: &str, state: i64) -> CheckRow {
+        CheckRow {
+            host: host.into(),
+            service: service.into(),
+            state,
+            hard: true,
+            attempt: 1,
+            hard_state: state,
+            summary: format!("{host} {service}"),
+            perfdata: "v=1".into(),
+            long_output: String::new(),
+            last_result_ns: 5,
+            last_change_ns: 4,
+            interval_ns: Some(60),
+            stale: false,
+            history: "02".into(),
+            flapping: false,
+            percent_change: 5.0,
+            firing_severity: (state != 0).then(|| "critical".to_string()),
+            flap_firing: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn check_states_and_a_retired_hosts_alert_states_are_stored_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        st.write(&[
+            Changes {
+                checks: vec![check_row("a", "", 0), check_row("a", "disk", 2)],
+                ..Changes::default()
+            },
+            Changes {
+                checks: vec![check_row("b", "disk", 0), check_row("a", "disk", 0)],
+                ..Changes::default()
+            },
+            event(1),
+            event(2),
+        ])
+        .await
+        .unwrap();
+        let mut rows = st.load_checks().await.unwrap();
+        rows.sort_by(|x, y| (&x.host, &x.service).cmp(&(&y.host, &y.service)));
+        assert_eq!(
+            rows,
+            [
+                check_row("a", "", 0),
+                check_row("a", "disk", 0),
+                check_row("b", "disk", 0)
+            ]
+        );
+        // Retiring a: its check rows and the alert state of its group go.
+        st.write(&[Changes {
+            check_deletes: vec!["a".into()],
+            alert_state_deletes: vec![("disk".into(), "host=h1".into())],
+            ..Changes::default()
+        }])
+        .await
+        .unwrap();
+        let rows = st.load_checks().await.unwrap();
+        assert_eq!(rows, [check_row("b", "disk", 0)]);
+        let states = st.alert_states().await.unwrap();
+        assert_eq!(states.len(), 1);
+        assert_eq!(states[0].group_id, "host=h2");
+    }
+
+    #[tokio::test]
+    async fn the_writer_tells_when_a_change_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(run_writer(
+            st.clone(),
+            rx,
+            Arc::new(Metrics::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
+        let done = Arc::new(tokio::sync::Notify::new());
+        tx.send(Changes {
+            checks: vec![check_row("a", "x", 2)],
+            committed: Some(done.clone()),
+            ..Changes::default()
+        })
+        .await
+        .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), done.notified())
+            .await
+            .unwrap();
+        assert_eq!(st.load_checks().await.unwrap().len(), 1);
     }
 
     use sqlx::{Connection, Executor, SqliteConnection};
