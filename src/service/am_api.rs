@@ -50,14 +50,21 @@ fn time_str(ns: i64) -> String {
 fn parse_time(v: &Value, field: &str) -> Result<Option<i64>, String> {
     match v {
         Value::Null => Ok(None),
-        Value::String(s) if s.is_empty() || s.starts_with("0001-01-01") => Ok(None),
-        Value::String(s) => DateTime::parse_from_rfc3339(s)
-            .ok()
-            .and_then(|t| t.timestamp_nanos_opt())
-            .map(Some)
-            .ok_or_else(|| format!("{field}: '{s}' is not an RFC 3339 time")),
+        Value::String(s) => parse_time_str(s, field),
         _ => Err(format!("{field}: must be a string")),
     }
+}
+
+/// A time as Alertmanager's clients send it: RFC 3339, or empty / Go's zero time for none.
+fn parse_time_str(s: &str, field: &str) -> Result<Option<i64>, String> {
+    if s.is_empty() || s.starts_with("0001-01-01") {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .map(Some)
+        .ok_or_else(|| format!("{field}: '{s}' is not an RFC 3339 time"))
 }
 
 fn label_map(v: &Value, field: &str, require: bool) -> Result<LabelSet, String> {
@@ -91,23 +98,12 @@ fn label_map(v: &Value, field: &str, require: bool) -> Result<LabelSet, String> 
 /// `POST /api/v2/alerts`: the valid alerts of a batch are kept even when others are not; the
 /// answer is then 400 naming each invalid one.
 pub async fn post_alerts(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return bad(format!("body: {e}")),
-    };
-    let Value::Array(items) = v else {
-        return bad("body: must be a JSON array of alerts");
-    };
     let now = now_ns();
     let timeout = s.config.alerts.resolve_timeout.as_nanos() as i64;
-    let mut alerts = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match postable_alert(item, now, timeout) {
-            Ok(a) => alerts.push(a),
-            Err(e) => errors.push(format!("[{i}].{e}")),
-        }
-    }
+    let (alerts, errors) = match parse_posted(&body, now, timeout) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
     s.metrics
         .api_alerts_invalid
         .inc_by(u64::try_from(errors.len()).unwrap_or(0));
@@ -124,6 +120,88 @@ pub async fn post_alerts(State(s): State<Arc<Shared>>, body: Bytes) -> Response 
     }
 }
 
+/// An alert as posted, read straight from the body (strings without escapes are borrowed).
+#[derive(Deserialize)]
+struct Posted<'a> {
+    labels: LabelSet,
+    #[serde(default)]
+    annotations: LabelSet,
+    #[serde(default, borrow, rename = "startsAt")]
+    starts_at: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow, rename = "endsAt")]
+    ends_at: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: Option<String>,
+}
+
+/// Checks label names and drops empty values, as [`label_map`] does for the JSON tree.
+fn clean_labels(mut l: LabelSet, field: &str, require: bool) -> Result<LabelSet, String> {
+    if let Some(k) = l.keys().find(|k| !is_plain_name(k)) {
+        return Err(format!(
+            "{field}: invalid label name '{k}' (must match [a-zA-Z_][a-zA-Z0-9_]*)"
+        ));
+    }
+    if l.values().any(String::is_empty) {
+        // An empty label value is the same as no label.
+        l.retain(|_, v| !v.is_empty());
+    }
+    if require && l.is_empty() {
+        return Err(format!("{field}: at least one label is required"));
+    }
+    Ok(l)
+}
+
+/// The alerts of a post and the errors of the invalid ones (`[i].field: ...`); `Err` when the
+/// body is not a JSON array at all.
+///
+/// A well-formed batch is read in one pass straight into alerts; a batch with a malformed item
+/// is read again as a JSON tree so that each bad item is named and the good ones kept.
+fn parse_posted(body: &[u8], now: i64, timeout: i64) -> Result<(Vec<Alert>, Vec<String>), String> {
+    if let Ok(items) = serde_json::from_slice::<Vec<Posted<'_>>>(body) {
+        let mut alerts = Vec::with_capacity(items.len());
+        let mut errors = Vec::new();
+        for (i, p) in items.into_iter().enumerate() {
+            let r = (|| {
+                let starts = p
+                    .starts_at
+                    .as_deref()
+                    .map_or(Ok(None), |t| parse_time_str(t, "startsAt"))?;
+                let ends = p
+                    .ends_at
+                    .as_deref()
+                    .map_or(Ok(None), |t| parse_time_str(t, "endsAt"))?;
+                finish_alert(
+                    clean_labels(p.labels, "labels", true)?,
+                    clean_labels(p.annotations, "annotations", false)?,
+                    starts,
+                    ends,
+                    p.generator_url.unwrap_or_default(),
+                    now,
+                    timeout,
+                )
+            })();
+            match r {
+                Ok(a) => alerts.push(a),
+                Err(e) => errors.push(format!("[{i}].{e}")),
+            }
+        }
+        return Ok((alerts, errors));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("body: {e}"))?;
+    let Value::Array(items) = v else {
+        return Err("body: must be a JSON array of alerts".to_string());
+    };
+    let mut alerts = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match postable_alert(item, now, timeout) {
+            Ok(a) => alerts.push(a),
+            Err(e) => errors.push(format!("[{i}].{e}")),
+        }
+    }
+    Ok((alerts, errors))
+}
+
 /// One alert of a post, with Alertmanager's defaults: a missing `startsAt` is `endsAt` when
 /// that is given, else now; a missing `endsAt` is now + `resolve_timeout`.
 fn postable_alert(item: &Value, now: i64, timeout: i64) -> Result<Alert, String> {
@@ -134,17 +212,38 @@ fn postable_alert(item: &Value, now: i64, timeout: i64) -> Result<Alert, String>
     let annotations = label_map(&item["annotations"], "annotations", false)?;
     let starts = parse_time(&item["startsAt"], "startsAt")?;
     let ends = parse_time(&item["endsAt"], "endsAt")?;
+    let generator_url = match &item["generatorURL"] {
+        Value::String(u) => u.clone(),
+        Value::Null => String::new(),
+        _ => return Err("generatorURL: must be a string".to_string()),
+    };
+    finish_alert(
+        labels,
+        annotations,
+        starts,
+        ends,
+        generator_url,
+        now,
+        timeout,
+    )
+}
+
+/// The alert from its checked parts, with the defaults for missing times.
+fn finish_alert(
+    labels: LabelSet,
+    annotations: LabelSet,
+    starts: Option<i64>,
+    ends: Option<i64>,
+    generator_url: String,
+    now: i64,
+    timeout: i64,
+) -> Result<Alert, String> {
     let starts_at = starts.or(ends).unwrap_or(now);
     if let Some(e) = ends
         && e < starts_at
     {
         return Err("endsAt: must not be before startsAt".to_string());
     }
-    let generator_url = match &item["generatorURL"] {
-        Value::String(u) => u.clone(),
-        Value::Null => String::new(),
-        _ => return Err("generatorURL: must be a string".to_string()),
-    };
     Ok(Alert {
         fingerprint: fingerprint(&labels),
         labels,
@@ -667,4 +766,80 @@ pub async fn get_receivers(State(s): State<Arc<Shared>>) -> Response {
         .map(|r| r.receivers.keys().map(|n| json!({ "name": n })).collect())
         .unwrap_or_default();
     Json(names).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_790_000_000_000_000_000;
+    const TIMEOUT: i64 = 300_000_000_000;
+
+    /// What the JSON-tree path makes of a batch: the reference the one-pass path must match.
+    fn by_tree(body: &str) -> (Vec<Alert>, Vec<String>) {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let mut alerts = Vec::new();
+        let mut errors = Vec::new();
+        for (i, item) in v.as_array().unwrap().iter().enumerate() {
+            match postable_alert(item, NOW, TIMEOUT) {
+                Ok(a) => alerts.push(a),
+                Err(e) => errors.push(format!("[{i}].{e}")),
+            }
+        }
+        (alerts, errors)
+    }
+
+    #[test]
+    fn one_pass_reading_matches_the_tree() {
+        let body = r#"[
+            {"labels": {"alertname": "Disk", "host": "a\"b", "empty": "", "host": "c"},
+             "annotations": {"summary": "full\n"}, "generatorURL": "http://p/x",
+             "startsAt": "2026-09-21T10:00:00Z", "unknown": 1},
+            {"labels": {"alertname": "Up"}, "endsAt": "2026-09-21T10:05:00.5Z", "startsAt": null},
+            {"labels": {"alertname": "Zero"}, "startsAt": "0001-01-01T00:00:00Z", "endsAt": ""},
+            {"labels": {"bad-name": "x"}},
+            {"labels": {"": "x"}},
+            {"labels": {"only": ""}},
+            {"labels": {"alertname": "T"}, "startsAt": "yesterday"},
+            {"labels": {"alertname": "E"}, "startsAt": "2026-09-21T10:00:00Z", "endsAt": "2026-09-21T09:00:00Z"}
+        ]"#;
+        let (alerts, errors) = parse_posted(body.as_bytes(), NOW, TIMEOUT).unwrap();
+        assert_eq!((alerts.clone(), errors.clone()), by_tree(body));
+        assert_eq!(alerts.len(), 3);
+        assert_eq!(alerts[0].labels.get("host").map(String::as_str), Some("c"));
+        assert!(!alerts[0].labels.contains_key("empty"));
+        assert_eq!(alerts[2].starts_at, NOW);
+        assert_eq!(alerts[2].ends_at, Some(NOW + TIMEOUT));
+        assert_eq!(errors.len(), 5);
+        assert!(errors[0].starts_with("[3].labels: invalid label name 'bad-name'"));
+        assert!(errors[3].starts_with("[6].startsAt: 'yesterday'"));
+    }
+
+    #[test]
+    fn malformed_items_are_named_and_the_rest_kept() {
+        let body = r#"[{"labels": {"alertname": "Ok"}}, {"labels": {"n": 5}}, 7, {"labels": null},
+                      {"labels": {"alertname": "Url"}, "generatorURL": 3}]"#;
+        let (alerts, errors) = parse_posted(body.as_bytes(), NOW, TIMEOUT).unwrap();
+        assert_eq!((alerts.clone(), errors.clone()), by_tree(body));
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(
+            errors,
+            [
+                "[1].labels.n: must be a string",
+                "[2].alert: must be an object",
+                "[3].labels: must be an object of strings",
+                "[4].generatorURL: must be a string"
+            ]
+        );
+        assert!(
+            parse_posted(b"{}", NOW, TIMEOUT)
+                .unwrap_err()
+                .contains("array")
+        );
+        assert!(
+            parse_posted(b"[", NOW, TIMEOUT)
+                .unwrap_err()
+                .starts_with("body:")
+        );
+    }
 }
