@@ -24,16 +24,7 @@ stream
 
 fn start(hook: &Receiver) -> (tempfile::TempDir, Server) {
     let (tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
-    std::fs::create_dir_all(dir.join("receivers")).unwrap();
-    std::fs::write(
-        dir.join("receivers/r.toml"),
-        format!(
-            "[route]\nreceiver = \"hook\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"100ms\"\n\
-             [[receivers]]\nname = \"hook\"\n[receivers.webhook]\nurl = \"http://{}/\"\n",
-            hook.addr
-        ),
-    )
-    .unwrap();
+    support::webhook_route(&dir, &hook.addr, "group_by = [\"alertname\"]");
     let s = Server::start(&dir, "");
     (tmp, s)
 }

@@ -23,16 +23,7 @@ stream
 
 fn start(hook: &Receiver, extra: &str) -> (tempfile::TempDir, Server) {
     let (tmp, dir) = workdir(&[("perf.tick", PERF_RULE)]);
-    std::fs::create_dir_all(dir.join("receivers")).unwrap();
-    std::fs::write(
-        dir.join("receivers/r.toml"),
-        format!(
-            "[route]\nreceiver = \"hook\"\ngroup_by = [\"...\"]\ngroup_wait = \"100ms\"\n\
-             [[receivers]]\nname = \"hook\"\n[receivers.webhook]\nurl = \"http://{}/\"\n",
-            hook.addr
-        ),
-    )
-    .unwrap();
+    support::webhook_route(&dir, &hook.addr, "group_by = [\"...\"]");
     let s = Server::start(&dir, extra);
     (tmp, s)
 }

@@ -22,17 +22,11 @@ stream
 
 fn start(hook: &Receiver) -> (tempfile::TempDir, Server) {
     let (tmp, dir) = workdir(&[("deadman.tick", DEADMAN)]);
-    std::fs::create_dir_all(dir.join("receivers")).unwrap();
-    std::fs::write(
-        dir.join("receivers/r.toml"),
-        format!(
-            "[route]\nreceiver = \"hook\"\ngroup_by = [\"...\"]\ngroup_wait = \"100ms\"\n\
-             group_interval = \"1s\"\n\
-             [[receivers]]\nname = \"hook\"\n[receivers.webhook]\nurl = \"http://{}/\"\n",
-            hook.addr
-        ),
-    )
-    .unwrap();
+    support::webhook_route(
+        &dir,
+        &hook.addr,
+        "group_by = [\"...\"]\ngroup_interval = \"1s\"",
+    );
     let s = Server::start(&dir, "[rules]\ngrace = \"200ms\"\n");
     (tmp, s)
 }

@@ -174,6 +174,26 @@ async fn text(c: &Client, css: &str) -> String {
     }
 }
 
+/// Clicks the first element matching `css`.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `keys` into the first element matching `css`.
+async fn type_into(c: &Client, css: &str, keys: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
 /// An attribute of the first element matching `css`, or "".
 async fn attr(c: &Client, css: &str, name: &str) -> String {
     match c.find(Locator::Css(css)).await {
@@ -200,18 +220,8 @@ async fn sign_in(c: &Client, base: &str, token: &str) {
         "/login",
         "an anonymous browser is sent to sign in"
     );
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(token)
-        .await
-        .unwrap();
-    c.find(Locator::Css("#sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(c, "#token", token).await;
+    click(c, "#sign-in").await;
     c.wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css("#alert-list"))
@@ -282,14 +292,9 @@ fn silence_an_alert_from_the_list_then_expire_it() {
         assert!(class.contains("lv-crit"), "critical is coloured as such: {class}");
 
         // Silence it from its row: the matchers come from its labels and the preview names it.
-        c.find(Locator::Css(&format!(
+        click(&c, &format!(
             "li[data-fingerprint='{disk}'] a.silence-link"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        )).await;
         let matchers = c
             .find(Locator::Css("#matchers"))
             .await
@@ -327,18 +332,8 @@ fn silence_an_alert_from_the_list_then_expire_it() {
         let duration = c.find(Locator::Css("#duration")).await.unwrap();
         duration.clear().await.unwrap();
         duration.send_keys("2h").await.unwrap();
-        c.find(Locator::Css("#comment"))
-            .await
-            .unwrap()
-            .send_keys("replacing the disk")
-            .await
-            .unwrap();
-        c.find(Locator::Css("#save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&c, "#comment", "replacing the disk").await;
+        click(&c, "#save").await;
         c.wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::Css("li.silence"))
@@ -351,12 +346,9 @@ fn silence_an_alert_from_the_list_then_expire_it() {
         keep_screenshot("silences.png", &c.screenshot().await.unwrap());
 
         // Edit it: the form comes back filled in; the new comment is saved.
-        c.find(Locator::Css("li.silence a.button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let id = attr(&c, "li.silence", "data-id").await;
+        assert!(!id.is_empty());
+        click(&c, "li.silence a.button").await;
         let comment = c
             .wait()
             .at_most(Duration::from_secs(10))
@@ -368,12 +360,7 @@ fn silence_an_alert_from_the_list_then_expire_it() {
             "replacing the disk"
         );
         comment.send_keys(" in bay 3").await.unwrap();
-        c.find(Locator::Css("#save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#save").await;
         eventually("the edited silence", || async {
             text(&c, "li.silence")
                 .await
@@ -385,6 +372,11 @@ fn silence_an_alert_from_the_list_then_expire_it() {
             c.find_all(Locator::Css("li.silence")).await.unwrap().len(),
             1,
             "edited in place, not duplicated"
+        );
+        assert_eq!(
+            attr(&c, "li.silence", "data-id").await,
+            id,
+            "the same silence, not a replacement"
         );
 
         // The alert turns silenced, naming the silence.
@@ -404,12 +396,7 @@ fn silence_an_alert_from_the_list_then_expire_it() {
 
         // Expire it (confirming the dialog): the alert fires again.
         c.goto(&format!("{base}/silences")).await.unwrap();
-        c.find(Locator::Css("li.silence button.expire"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "li.silence button.expire").await;
         let asked = c.get_alert_text().await.unwrap();
         assert!(asked.contains("Expire"), "{asked}");
         c.accept_alert().await.unwrap();
@@ -426,12 +413,7 @@ fn silence_an_alert_from_the_list_then_expire_it() {
         // The detail page names the labels and offers acknowledging.
         c.goto(&format!("{base}/alerts/{disk}")).await.unwrap();
         assert!(text(&c, "#labels").await.contains("node01"));
-        c.find(Locator::Css("#ack"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#ack").await;
         eventually("the acknowledged state", || async {
             (attr(&c, "#alert-state", "data-state").await == "acknowledged").then_some(())
         })
@@ -493,12 +475,7 @@ fn filter_group_refresh_and_escaping() {
             .select_by_value("host")
             .await
             .unwrap();
-        c.find(Locator::Css("#apply"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#apply").await;
         eventually("the filtered list", || async {
             (text(&c, "#shown").await == "1").then_some(())
         })
@@ -513,8 +490,10 @@ fn filter_group_refresh_and_escaping() {
             "one group, host node01, one alert"
         );
 
-        // New alerts arrive: the list refreshes in place and keeps the filter.
+        // New alerts arrive: the list refreshes in place (the page is not reloaded: a mark set
+        // on it survives) and keeps the filter.
         let before = text(&c, "#as-of").await;
+        c.execute("window.stillHere = 1", vec![]).await.unwrap();
         post_alerts(
             &base,
             json!([
@@ -530,6 +509,11 @@ fn filter_group_refresh_and_escaping() {
         let list = text(&c, "#alert-list").await;
         assert!(list.contains("node02") && !list.contains("web02"), "{list}");
         assert_ne!(text(&c, "#as-of").await, before);
+        let same_page = c
+            .execute("return window.stillHere === 1", vec![])
+            .await
+            .unwrap();
+        assert_eq!(same_page, json!(true), "refreshed without reloading the page");
         let kept = c
             .find(Locator::Css("#filter"))
             .await
@@ -579,35 +563,15 @@ fn changes_need_a_csrf_token_and_an_admin() {
         let c = browser(&driver, true).await;
         // A wrong token is refused on the sign-in page.
         c.goto(&format!("{base}/login")).await.unwrap();
-        c.find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys("not-a-token")
-            .await
-            .unwrap();
-        c.find(Locator::Css("#sign-in"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&c, "#token", "not-a-token").await;
+        click(&c, "#sign-in").await;
         eventually("the unknown-token error", || async {
             (text(&c, "#login-error").await == "Unknown token.").then_some(())
         })
         .await;
         // A write-only token cannot read.
-        c.find(Locator::Css("#token"))
-            .await
-            .unwrap()
-            .send_keys(WRITE)
-            .await
-            .unwrap();
-        c.find(Locator::Css("#sign-in"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&c, "#token", WRITE).await;
+        click(&c, "#sign-in").await;
         eventually("the write-only refusal", || async {
             text(&c, "#login-error")
                 .await
@@ -697,23 +661,13 @@ fn the_essential_forms_work_without_javascript() {
         sign_in(&c, &base, ADMIN).await;
         // Without the page's script, typing changes nothing until Preview is pressed.
         c.goto(&format!("{base}/silences/new")).await.unwrap();
-        c.find(Locator::Css("#matchers"))
-            .await
-            .unwrap()
-            .send_keys("host=\"db01\"")
-            .await
-            .unwrap();
+        type_into(&c, "#matchers", "host=\"db01\"").await;
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(
             !text(&c, "#preview").await.contains("would be silenced"),
             "no live preview without scripts"
         );
-        c.find(Locator::Css("#preview-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#preview-button").await;
         eventually("the preview", || async {
             text(&c, "#preview-count")
                 .await
@@ -722,12 +676,7 @@ fn the_essential_forms_work_without_javascript() {
         })
         .await;
         // Saving without a comment names the field.
-        c.find(Locator::Css("#save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#save").await;
         eventually("the comment error", || async {
             text(&c, "#comment-error")
                 .await
@@ -735,18 +684,8 @@ fn the_essential_forms_work_without_javascript() {
                 .then_some(())
         })
         .await;
-        c.find(Locator::Css("#comment"))
-            .await
-            .unwrap()
-            .send_keys("db01 rebuild")
-            .await
-            .unwrap();
-        c.find(Locator::Css("#save"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&c, "#comment", "db01 rebuild").await;
+        click(&c, "#save").await;
         c.wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::Css("li.silence"))
@@ -756,12 +695,7 @@ fn the_essential_forms_work_without_javascript() {
         assert_eq!(state_of(&c, &fp).await, "silenced");
         // Expire submits straight away (no confirmation dialog without scripts).
         c.goto(&format!("{base}/silences")).await.unwrap();
-        c.find(Locator::Css("button.expire"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "button.expire").await;
         eventually("the expired tab", || async {
             (text(&c, "#tab-active .count").await == "0").then_some(())
         })
@@ -793,16 +727,7 @@ fn rule_alert_detail_rules_checks_and_retiring_a_host() {
         ("cpu.tick", CPU_RULE),
         ("broken.tick", "stream\n    |from()\n        .perod(10s)\n"),
     ]);
-    std::fs::create_dir_all(path.join("receivers")).unwrap();
-    std::fs::write(
-        path.join("receivers/r.toml"),
-        format!(
-            "[route]\nreceiver = \"hook\"\ngroup_by = [\"alertname\"]\ngroup_wait = \"100ms\"\n\
-             [[receivers]]\nname = \"hook\"\n[receivers.webhook]\nurl = \"http://{}/\"\n",
-            hook.addr
-        ),
-    )
-    .unwrap();
+    support::webhook_route(&path, &hook.addr, "group_by = [\"alertname\"]");
     let server = Server::start_with(&path, CONFIG, "http", blocking_client(ADMIN));
     let writer = blocking_client(WRITE);
     let now = chrono::Utc::now().timestamp();
@@ -910,12 +835,20 @@ fn rule_alert_detail_rules_checks_and_retiring_a_host() {
             hosts.contains("db01") && hosts.contains("checks"),
             "{hosts}"
         );
-        c.find(Locator::Css("tr[data-host='db01'] a.button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let db01_alerts = |all: &Value| {
+            all["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["labels"]["host"] == "db01")
+                .count()
+        };
+        assert_eq!(
+            db01_alerts(&api(&base, "/api/v1/alerts").await),
+            1,
+            "db01's disk check fires before the retire"
+        );
+        click(&c, "tr[data-host='db01'] a.button").await;
         c.wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::Css("#confirm-retire"))
@@ -923,12 +856,7 @@ fn rule_alert_detail_rules_checks_and_retiring_a_host() {
             .unwrap();
         let still = api(&base, "/api/v1/hosts").await;
         assert_eq!(still["total"], 2, "nothing retired before confirming");
-        c.find(Locator::Css("#confirm-retire"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, "#confirm-retire").await;
         let notice = eventually("the retire notice", || async {
             let t = text(&c, "#notice").await;
             (!t.is_empty()).then_some(t)
@@ -936,15 +864,10 @@ fn rule_alert_detail_rules_checks_and_retiring_a_host() {
         .await;
         assert!(notice.contains("db01 was retired"), "{notice}");
         assert!(!text(&c, "#hosts").await.contains("db01"));
-        let firing = api(&base, "/api/v1/alerts").await;
-        assert!(
-            !firing["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["labels"]["host"] == "db01"),
-            "db01's check alert resolved: {firing}"
-        );
+        eventually("db01's check alert resolved", || async {
+            (db01_alerts(&api(&base, "/api/v1/alerts").await) == 0).then_some(())
+        })
+        .await;
 
         // On a phone-sized screen the list fits the width.
         c.set_window_size(390, 844).await.unwrap();

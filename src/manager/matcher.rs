@@ -196,14 +196,26 @@ impl fmt::Display for Matcher {
     /// `name="value"`; the name is quoted too when it is not a classic
     /// `[a-zA-Z_][a-zA-Z0-9_]*` label name.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if is_plain_name(&self.name) {
-            f.write_str(&self.name)?;
-        } else {
-            write_quoted(f, &self.name)?;
-        }
-        f.write_str(self.op.as_str())?;
-        write_quoted(f, &self.value)
+        write_matcher(f, &self.name, self.op, &self.value)
     }
+}
+
+fn write_matcher(f: &mut impl fmt::Write, name: &str, op: MatchOp, value: &str) -> fmt::Result {
+    if is_plain_name(name) {
+        f.write_str(name)?;
+    } else {
+        write_quoted(f, name)?;
+    }
+    f.write_str(op.as_str())?;
+    write_quoted(f, value)
+}
+
+/// The matcher `name="value"` that selects exactly this label, quoted as the parser reads it.
+pub fn equality_text(name: &str, value: &str) -> String {
+    let mut s = String::with_capacity(name.len() + value.len() + 4);
+    // Writing to a String cannot fail.
+    let _ = write_matcher(&mut s, name, MatchOp::Eq, value);
+    s
 }
 
 /// Render a list as `{a="1",b=~"x"}` (comma without space, as Alertmanager
@@ -431,6 +443,22 @@ pub fn parse_matcher(s: &str) -> Result<Matcher, MatcherError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equality_text_parses_back_to_the_same_label() {
+        for (k, v) in [
+            ("host", "node01"),
+            ("msg", "a \"quoted\" \\ line\nnext\ttab"),
+            ("cpu-total", "x"),
+        ] {
+            let m = parse_matcher(&equality_text(k, v)).unwrap();
+            assert_eq!(
+                (m.name.as_str(), m.op, m.value.as_str()),
+                (k, MatchOp::Eq, v)
+            );
+        }
+        assert_eq!(equality_text("host", "a\"b"), "host=\"a\\\"b\"");
+    }
     use crate::manager::labels::label_set;
 
     fn m(name: &str, op: MatchOp, v: &str) -> Matcher {

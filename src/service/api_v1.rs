@@ -294,7 +294,7 @@ pub(crate) fn ack_spec(
         .alert
         .labels
         .iter()
-        .map(|(k, val)| format!("{k}={}", serde_json::to_string(val).unwrap_or_default()))
+        .map(|(k, val)| crate::manager::matcher::equality_text(k, val))
         .collect();
     SilenceSpec {
         matchers,

@@ -47,7 +47,8 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    fn reason(&self) -> &'static str {
+    /// The `reason` label of `alertd_auth_failures_total`.
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
             AuthError::Invalid => "invalid",
@@ -79,7 +80,7 @@ struct Token {
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -103,15 +103,17 @@ pub async fn list(
         return busy(&v);
     };
     let now = now_ns();
-    let mut labels = BTreeSet::new();
-    let total = alerts.iter().filter(|a| !a.alert.resolved_at(now)).count();
-    let shown: Vec<AlertView> = alerts
-        .into_iter()
+    let mut labels: BTreeSet<&str> = BTreeSet::new();
+    let active: Vec<&AlertView> = alerts
+        .iter()
         .filter(|a| !a.alert.resolved_at(now))
-        .inspect(|a| labels.extend(a.alert.labels.keys().cloned()))
-        .filter(|a| filter_error.is_empty() && matches_all(&matchers, &a.alert.labels))
+        .inspect(|a| labels.extend(a.alert.labels.keys().map(String::as_str)))
         .collect();
-    let mut rows: Vec<AlertRow> = view::rows(&shown, &silences, now);
+    let total = active.len();
+    let shown = active
+        .into_iter()
+        .filter(|a| filter_error.is_empty() && matches_all(&matchers, &a.alert.labels));
+    let mut rows: Vec<AlertRow> = view::rows(shown, &alerts, &silences, now);
     let matched = rows.len();
     let hidden = view::keep_worst(&mut rows, MAX_ROWS);
     let query =
@@ -130,7 +132,7 @@ pub async fn list(
     if q.fragment == "list" {
         return render(&AlertListFragment { p, list });
     }
-    labels.insert("alertname".to_string());
+    labels.insert("alertname");
     let status = if filter_error.is_empty() {
         StatusCode::OK
     } else {
@@ -142,7 +144,7 @@ pub async fn list(
             filter: q.filter,
             filter_error,
             group,
-            labels: labels.into_iter().collect(),
+            labels: labels.into_iter().map(str::to_string).collect(),
             refresh: ui.shared.config.ui.refresh_seconds,
             list,
         },
@@ -266,20 +268,9 @@ pub async fn detail(
         );
     };
     let now = now_ns();
-    let row = view::rows(std::slice::from_ref(a), &silences, now)
-        .into_iter()
-        .next();
-    let Some(mut row) = row else {
+    let Some(row) = view::rows([a], &alerts, &silences, now).pop() else {
         return busy(&v);
     };
-    // Inhibiting alerts are named from the whole list, not just this one.
-    if !a.inhibited_by.is_empty()
-        && let Some(full) = view::rows(&alerts, &silences, now)
-            .into_iter()
-            .find(|r| r.fp == row.fp)
-    {
-        row = full;
-    }
     let (source, rule, history) = match &a.alert.source {
         Source::Rule { rule, key, .. } => {
             let id = key.split_once('/').map_or(key.as_str(), |(_, id)| id);

@@ -246,14 +246,8 @@ struct ErrorPage {
 
 /// An error page naming the problem.
 pub fn error_page(viewer: Option<&Viewer>, status: StatusCode, message: &str) -> Response {
-    let anonymous = Viewer {
-        id: String::new(),
-        name: String::new(),
-        admin: false,
-        csrf: String::new(),
-        signed_in: false,
-    };
-    let v = viewer.unwrap_or(&anonymous);
+    let nobody = Viewer::nobody();
+    let v = viewer.unwrap_or(&nobody);
     render_status(
         &ErrorPage {
             p: Chrome::new(status.canonical_reason().unwrap_or("Error"), "", v),
@@ -336,22 +330,12 @@ async fn login_form(
     if !ui.shared.auth.enabled() {
         return Redirect::to("/").into_response();
     }
-    let nobody = ui_nobody();
+    let nobody = Viewer::nobody();
     render(&LoginPage {
         p: Chrome::new("Sign in", "", &nobody),
         next: safe_next(&q.next).to_string(),
         error: String::new(),
     })
-}
-
-fn ui_nobody() -> Viewer {
-    Viewer {
-        id: String::new(),
-        name: String::new(),
-        admin: false,
-        csrf: String::new(),
-        signed_in: false,
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -365,7 +349,7 @@ async fn login(State(ui): State<Arc<Ui>>, body: Bytes) -> Response {
     if !ui.shared.auth.enabled() {
         return Redirect::to("/").into_response();
     }
-    let nobody = ui_nobody();
+    let nobody = Viewer::nobody();
     let f: LoginForm = match form(&body) {
         Some(f) => f,
         None => return bad_form(&nobody),
@@ -387,13 +371,7 @@ async fn login(State(ui): State<Arc<Ui>>, body: Bytes) -> Response {
             ui.shared
                 .metrics
                 .auth_failures
-                .get_or_create(&AuthLabel {
-                    reason: match e {
-                        crate::service::auth::AuthError::Missing => "missing",
-                        crate::service::auth::AuthError::Invalid => "invalid",
-                        crate::service::auth::AuthError::Scope { .. } => "scope",
-                    },
-                })
+                .get_or_create(&AuthLabel { reason: e.reason() })
                 .inc();
             tracing::warn!(reason = %e, "Web UI sign-in refused.");
             render_status(

@@ -35,9 +35,18 @@ pub struct Viewer {
 impl Viewer {
     /// Whether a form's CSRF token is this session's (compared in constant time).
     pub fn csrf_ok(&self, presented: &str) -> bool {
-        let a = self.csrf.as_bytes();
-        let b = presented.as_bytes();
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        crate::service::auth::same(self.csrf.as_bytes(), presented.as_bytes())
+    }
+
+    /// Nobody: the viewer of the sign-in and error pages shown without a session.
+    pub fn nobody() -> Viewer {
+        Viewer {
+            id: String::new(),
+            name: String::new(),
+            admin: false,
+            csrf: String::new(),
+            signed_in: false,
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use super::view::{self, AlertRow};
 use super::{Chrome, Ui, bad_form, busy, error_page, form, refuse_change, render, render_status};
 use crate::clock::now_ns;
 use crate::manager::dispatch::{Msg, Query as MQuery, SilenceView};
-use crate::manager::matcher::{Matcher, is_plain_name, matches_all, parse_matchers};
+use crate::manager::matcher::{Matcher, equality_text, is_plain_name, matches_all, parse_matchers};
 use crate::manager::silence::{SilenceError, SilenceSpec, SilenceState};
 use crate::service::am_api::{ask, request};
 
@@ -309,13 +309,12 @@ async fn preview_of(ui: &Ui, text: &str) -> Option<Preview> {
     };
     let (alerts, silences) = super::alerts::current(&ui.shared).await?;
     let now = now_ns();
-    let hit: Vec<_> = alerts
-        .into_iter()
-        .filter(|a| !a.alert.resolved_at(now) && matches_all(&ms, &a.alert.labels))
-        .collect();
+    let hit = alerts
+        .iter()
+        .filter(|a| !a.alert.resolved_at(now) && matches_all(&ms, &a.alert.labels));
     Some(Preview {
         valid: true,
-        alerts: view::rows(&hit, &silences, now),
+        alerts: view::rows(hit, &alerts, &silences, now),
     })
 }
 
@@ -326,10 +325,6 @@ pub struct NewQuery {
     from: String,
     /// Matchers to start from.
     matchers: String,
-}
-
-fn quoted(k: &str, v: &str) -> String {
-    format!("{k}={}", serde_json::to_string(v).unwrap_or_default())
 }
 
 /// `GET /silences/new[?from=fingerprint]`.
@@ -350,7 +345,7 @@ pub async fn new_form(
                     .alert
                     .labels
                     .iter()
-                    .map(|(k, val)| quoted(k, val))
+                    .map(|(k, val)| equality_text(k, val))
                     .collect::<Vec<_>>()
                     .join(", ");
             }

@@ -130,16 +130,25 @@ pub fn short_name(labels: &LabelSet) -> String {
     out
 }
 
-/// Rows of alerts, with the silences and alerts that mute them named.
-pub fn rows(alerts: &[AlertView], silences: &[SilenceView], now: i64) -> Vec<AlertRow> {
+/// Rows of the `shown` alerts, with the silences and alerts (looked up in `all`) that mute them
+/// named.
+pub fn rows<'a>(
+    shown: impl IntoIterator<Item = &'a AlertView>,
+    all: &[AlertView],
+    silences: &[SilenceView],
+    now: i64,
+) -> Vec<AlertRow> {
     let silence_by_id: FxHashMap<&str, &SilenceView> =
         silences.iter().map(|s| (s.id.as_str(), s)).collect();
-    let by_fp: FxHashMap<String, &AlertView> = alerts
-        .iter()
-        .map(|a| (format!("{:016x}", a.alert.fingerprint), a))
-        .collect();
-    alerts
-        .iter()
+    let by_fp: FxHashMap<u64, &AlertView> = all.iter().map(|a| (a.alert.fingerprint, a)).collect();
+    let name_of = |fp: &str| {
+        u64::from_str_radix(fp, 16)
+            .ok()
+            .and_then(|f| by_fp.get(&f))
+            .map_or_else(|| fp.to_string(), |o| short_name(&o.alert.labels))
+    };
+    shown
+        .into_iter()
         .map(|v| {
             let a = &v.alert;
             let severity = get(&a.labels, "severity")
@@ -204,9 +213,7 @@ pub fn rows(alerts: &[AlertView], silences: &[SilenceView], now: i64) -> Vec<Ale
                     .iter()
                     .map(|fp| AlertRef {
                         fp: fp.clone(),
-                        name: by_fp
-                            .get(fp)
-                            .map_or_else(|| fp.clone(), |o| short_name(&o.alert.labels)),
+                        name: name_of(fp),
                     })
                     .collect(),
                 muted_by: v.muted_by.clone(),
@@ -220,19 +227,22 @@ pub fn rows(alerts: &[AlertView], silences: &[SilenceView], now: i64) -> Vec<Ale
         .collect()
 }
 
+/// The order an operator reads alerts in: worst level, then newest.
+fn worst_first(a: &AlertRow, b: &AlertRow) -> std::cmp::Ordering {
+    (level_rank(a.class), std::cmp::Reverse(a.starts_at), &a.fp).cmp(&(
+        level_rank(b.class),
+        std::cmp::Reverse(b.starts_at),
+        &b.fp,
+    ))
+}
+
 /// Keeps the `max` rows an operator needs first: worst level, then newest. Answers how many
 /// were dropped.
 pub fn keep_worst(rows: &mut Vec<AlertRow>, max: usize) -> usize {
     if rows.len() <= max {
         return 0;
     }
-    rows.sort_by(|a, b| {
-        (level_rank(a.class), std::cmp::Reverse(a.starts_at), &a.fp).cmp(&(
-            level_rank(b.class),
-            std::cmp::Reverse(b.starts_at),
-            &b.fp,
-        ))
-    });
+    rows.sort_by(worst_first);
     let dropped = rows.len() - max;
     rows.truncate(max);
     dropped
@@ -258,13 +268,7 @@ pub fn group(rows: Vec<AlertRow>, label: &str) -> Vec<GroupRows> {
     let mut out: Vec<GroupRows> = groups
         .into_iter()
         .map(|(value, mut alerts)| {
-            alerts.sort_by(|a, b| {
-                (level_rank(a.class), std::cmp::Reverse(a.starts_at), &a.fp).cmp(&(
-                    level_rank(b.class),
-                    std::cmp::Reverse(b.starts_at),
-                    &b.fp,
-                ))
-            });
+            alerts.sort_by(worst_first);
             let class = alerts
                 .iter()
                 .map(|a| a.class)
@@ -347,8 +351,10 @@ mod tests {
         d.inhibited_by = vec![format!("{:016x}", c.alert.fingerprint)];
         let mut e = view(&[("alertname", "Gone")], 0);
         e.alert.ends_at = Some(1);
+        let all = [a, b, c, d, e];
         let r = rows(
-            &[a, b, c, d, e],
+            &all,
+            &all,
             &[silence("s1", false), silence("s2", true)],
             now,
         );
@@ -373,21 +379,18 @@ mod tests {
 
     #[test]
     fn groups_by_a_label_worst_first() {
-        let rs = rows(
-            &[
-                view(
-                    &[("alertname", "A"), ("host", "x"), ("severity", "info")],
-                    5,
-                ),
-                view(
-                    &[("alertname", "B"), ("host", "x"), ("severity", "critical")],
-                    1,
-                ),
-                view(&[("alertname", "C")], 2),
-            ],
-            &[],
-            10,
-        );
+        let all = [
+            view(
+                &[("alertname", "A"), ("host", "x"), ("severity", "info")],
+                5,
+            ),
+            view(
+                &[("alertname", "B"), ("host", "x"), ("severity", "critical")],
+                1,
+            ),
+            view(&[("alertname", "C")], 2),
+        ];
+        let rs = rows(&all, &all, &[], 10);
         let mut few = rs.clone();
         assert_eq!(keep_worst(&mut few, 5), 0);
         assert_eq!(keep_worst(&mut few, 1), 2);

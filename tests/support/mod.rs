@@ -174,6 +174,20 @@ pub fn workdir(rules: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// Writes `receivers/r.toml` in `dir`: one route to a webhook receiver `hook` at `addr`, with
+/// `group_wait = "100ms"` and the route settings in `route` (e.g. `group_by = ["alertname"]`).
+pub fn webhook_route(dir: &Path, addr: &str, route: &str) {
+    std::fs::create_dir_all(dir.join("receivers")).unwrap();
+    std::fs::write(
+        dir.join("receivers/r.toml"),
+        format!(
+            "[route]\nreceiver = \"hook\"\n{route}\ngroup_wait = \"100ms\"\n\
+             [[receivers]]\nname = \"hook\"\n[receivers.webhook]\nurl = \"http://{addr}/\"\n"
+        ),
+    )
+    .unwrap();
+}
+
 /// A real HTTP receiver on loopback: records each request (headers, body) and answers with the
 /// next status of `statuses` (the last one repeats).
 pub struct Receiver {
