@@ -191,6 +191,18 @@ fn acknowledging_silences_an_alert_until_it_resolves() {
     let (_, sil) = get(&s, "/api/v1/silences?state=active");
     assert_eq!(sil["items"][0]["acknowledges"], json!(fp));
     assert_eq!(sil["items"][0]["createdBy"], "alice");
+    // Acknowledging again (a double click) keeps the one acknowledgement.
+    let again = s
+        .client
+        .post(s.url(&format!("/api/v1/alerts/{fp}/ack")))
+        .json(&json!({"author": "bob"}))
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().unwrap()["silenceID"], json!(id));
+    let (_, sil) = get(&s, "/api/v1/silences?state=active");
+    assert_eq!(sil["items"].as_array().map(Vec::len), Some(1), "{sil}");
+    assert_eq!(sil["items"][0]["createdBy"], "alice");
     // Bad bodies and unknown alerts.
     let bad = s
         .client

@@ -4,8 +4,9 @@
 //! An operator signs in with a token, silences an alert from the list (matchers prefilled,
 //! previewed before saving), sees it turn silenced, expires the silence and sees it fire again;
 //! filters and groups the list, which refreshes in place without losing the filter; a label
-//! holding HTML shows as text; a form without its CSRF token and a read-only token are refused;
-//! and the essential forms work with JavaScript turned off.
+//! holding HTML shows as text; a form without its CSRF token, a read-only token (expire,
+//! acknowledge, save, retire) and a form posted from another site's page are refused; and the
+//! essential forms work with JavaScript turned off.
 //!
 //! Set `ALERTD_UI_SCREENSHOTS=docs/screenshots` to keep the screenshots the first test takes.
 
@@ -172,6 +173,22 @@ async fn text(c: &Client, css: &str) -> String {
         Ok(e) => e.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
+}
+
+/// The text of the first element matching `css`, which must be on the page (for checks that
+/// something is *not* shown, which would otherwise pass on a page without the element).
+async fn shown(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} is on the page: {e}"))
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// Whether any element matches `css`.
+async fn exists(c: &Client, css: &str) -> bool {
+    !c.find_all(Locator::Css(css)).await.unwrap().is_empty()
 }
 
 /// Clicks the first element matching `css`.
@@ -544,6 +561,14 @@ fn changes_need_a_csrf_token_and_an_admin() {
             json!([{"labels": {"alertname": "Disk", "host": "node01"}}]),
         )
         .await;
+        let r = reqwest::Client::new()
+            .post(format!("{base}/api/v1/checks"))
+            .bearer_auth(WRITE)
+            .json(&json!([{"host": "node01", "status": 0, "output": "PING OK"}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
         // A silence made through the API, to expire from the page.
         let now = chrono::Utc::now();
         let r = reqwest::Client::new()
@@ -640,6 +665,158 @@ fn changes_need_a_csrf_token_and_an_admin() {
         .await;
         let active = api(&base, "/api/v1/silences?state=active").await;
         assert_eq!(active["total"], 1, "the silence is still active: {active}");
+
+        // Nor acknowledge, save a silence or retire a host: the controls are absent and the
+        // pages say why.
+        let disk = fingerprint_of(&api(&base, "/api/v2/alerts").await, "Disk");
+        c.goto(&format!("{base}/alerts/{disk}")).await.unwrap();
+        assert!(shown(&c, "#labels").await.contains("node01"));
+        assert!(
+            !exists(&c, "#ack").await,
+            "no acknowledge for a read-only viewer"
+        );
+        c.goto(&format!("{base}/silences/new?from={disk}"))
+            .await
+            .unwrap();
+        let prefilled = attr(&c, "#matchers", "value").await;
+        assert!(prefilled.contains("host=\"node01\""), "{prefilled}");
+        assert!(!exists(&c, "#save").await, "no save for a read-only viewer");
+        assert!(
+            shown(&c, "#read-only")
+                .await
+                .contains("needs an admin token")
+        );
+        c.goto(&format!("{base}/hosts")).await.unwrap();
+        assert!(
+            exists(&c, "tr[data-host='node01']").await,
+            "node01 is listed"
+        );
+        assert!(
+            !exists(&c, "tr[data-host='node01'] a.button").await,
+            "no retire link"
+        );
+        c.goto(&format!("{base}/hosts/retire?host=node01"))
+            .await
+            .unwrap();
+        assert!(!exists(&c, "#confirm-retire").await);
+        assert!(
+            shown(&c, "#read-only")
+                .await
+                .contains("needs an admin token")
+        );
+        c.execute(
+            "const csrf = document.querySelector('header form.who input[name=_csrf]').value;
+             const f = document.createElement('form');
+             f.method = 'post'; f.action = '/hosts/retire';
+             for (const [k, v] of [['_csrf', csrf], ['host', 'node01']]) {
+               const i = document.createElement('input');
+               i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i);
+             }
+             document.body.appendChild(f); f.submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+        eventually("the retire refusal", || async {
+            text(&c, "#error-message")
+                .await
+                .contains("read scope only")
+                .then_some(())
+        })
+        .await;
+        let hosts = api(&base, "/api/v1/hosts").await;
+        assert_eq!(hosts["total"], 1, "node01 is not retired: {hosts}");
+        c.close().await.unwrap();
+    });
+}
+
+/// Serves one page, on its own port (another origin), whose form posts `fields` to `action`
+/// as soon as it loads: what a hostile site would do to a signed-in operator.
+fn hostile_page(action: &str, fields: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| format!("<input type=hidden name={k} value={v}>"))
+        .collect();
+    let page = format!(
+        "<!doctype html><form method=post action=\"{action}\">{inputs}</form>\
+         <script>document.forms[0].submit()</script>"
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://localhost:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn forms_from_another_site_are_refused() {
+    let _one = BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let (_dir, server) = start_server();
+    let driver = Driver::start();
+    let base = server.base.clone();
+    runtime().block_on(async {
+        post_alerts(
+            &base,
+            json!([{"labels": {"alertname": "Disk", "host": "node01"}}]),
+        )
+        .await;
+        let disk = fingerprint_of(&api(&base, "/api/v2/alerts").await, "Disk");
+        let c = browser(&driver, true).await;
+
+        // Signing a visitor in with the attacker's token (login CSRF) is refused.
+        c.goto(&hostile_page(&format!("{base}/login"), &[("token", ADMIN)]))
+            .await
+            .unwrap();
+        eventually("the cross-site refusal", || async {
+            text(&c, "#error-message")
+                .await
+                .contains("sent from another site")
+                .then_some(())
+        })
+        .await;
+        assert!(text(&c, "h1").await.starts_with("403"));
+        c.goto(&format!("{base}/")).await.unwrap();
+        assert_eq!(
+            c.current_url().await.unwrap().path(),
+            "/login",
+            "no session was opened"
+        );
+
+        // A signed-in operator lured to the page does not acknowledge anything.
+        sign_in(&c, &base, ADMIN).await;
+        c.goto(&hostile_page(
+            &format!("{base}/alerts/{disk}/ack"),
+            &[("comment", "lured")],
+        ))
+        .await
+        .unwrap();
+        eventually("the cross-site refusal", || async {
+            text(&c, "#error-message")
+                .await
+                .contains("sent from another site")
+                .then_some(())
+        })
+        .await;
+        let alerts = api(&base, "/api/v2/alerts").await;
+        assert_eq!(
+            alerts[0]["status"]["state"], "active",
+            "not acknowledged: {alerts}"
+        );
+        let silences = api(&base, "/api/v1/silences?state=active").await;
+        assert_eq!(silences["total"], 0, "{silences}");
         c.close().await.unwrap();
     });
 }
@@ -664,7 +841,7 @@ fn the_essential_forms_work_without_javascript() {
         type_into(&c, "#matchers", "host=\"db01\"").await;
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(
-            !text(&c, "#preview").await.contains("would be silenced"),
+            !shown(&c, "#preview").await.contains("would be silenced"),
             "no live preview without scripts"
         );
         click(&c, "#preview-button").await;
@@ -863,7 +1040,13 @@ fn rule_alert_detail_rules_checks_and_retiring_a_host() {
         })
         .await;
         assert!(notice.contains("db01 was retired"), "{notice}");
-        assert!(!text(&c, "#hosts").await.contains("db01"));
+        assert!(!shown(&c, "#hosts").await.contains("db01"));
+        // A made-up notice in the address is not shown: only the server's own signed one is.
+        c.goto(&format!("{base}/hosts?retired=web01&sig=forged"))
+            .await
+            .unwrap();
+        assert!(shown(&c, "#hosts").await.contains("web01"));
+        assert!(!exists(&c, "#notice").await, "a forged notice is not shown");
         eventually("db01's check alert resolved", || async {
             (db01_alerts(&api(&base, "/api/v1/alerts").await) == 0).then_some(())
         })

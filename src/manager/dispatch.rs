@@ -657,6 +657,17 @@ impl Dispatcher {
         mut spec: SilenceSpec,
     ) -> Result<String, SilenceError> {
         let now = now_ns();
+        // Acknowledging an alert twice (a double-clicked button, a retried request) keeps the
+        // first acknowledgement instead of stacking a second silence on it.
+        if id.is_none()
+            && let Some(fp) = spec.until_resolved.as_deref()
+            && let Some(first) = self.silences.iter().find(|s| {
+                s.spec.until_resolved.as_deref() == Some(fp)
+                    && s.state(now) != SilenceState::Expired
+            })
+        {
+            return Ok(first.id.clone());
+        }
         let mut expire_old = None;
         let mut keep_id = None;
         if let Some(id) = id {

@@ -17,7 +17,7 @@ pub mod view;
 use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -30,7 +30,7 @@ use crate::config::Scope;
 use crate::service::Shared;
 use crate::service::auth::Need;
 use crate::service::metrics::AuthLabel;
-use session::{Sessions, Viewer};
+use session::{Sessions, Signer, Viewer};
 
 /// Settings of the web UI (`[ui]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -41,8 +41,13 @@ pub struct UiConfig {
     pub session_ttl: Duration,
     /// Sessions held at most; past it the least recently used ends first.
     pub max_sessions: usize,
-    /// Seconds between refreshes of the alert list (by script; `0` turns refreshing off).
+    /// Seconds between refreshes of the alert list (in place by script, or by reloading the
+    /// page every three times as long without script); `0` turns refreshing off.
     pub refresh_seconds: u32,
+    /// Whether the session cookie is `Secure` (and named `__Host-alertd_session`). Unset, it
+    /// follows `http.tls_cert`; set it to `true` when a TLS-terminating proxy serves the UI
+    /// over HTTPS while alertd itself speaks plain HTTP.
+    pub secure_cookies: Option<bool>,
 }
 
 impl Default for UiConfig {
@@ -51,6 +56,7 @@ impl Default for UiConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             max_sessions: 10_000,
             refresh_seconds: 10,
+            secure_cookies: None,
         }
     }
 }
@@ -59,11 +65,16 @@ impl Default for UiConfig {
 pub struct Ui {
     /// The service.
     pub shared: Arc<Shared>,
-    /// Signed-in (or anonymous) browsers.
+    /// Signed-in browsers.
     pub sessions: Sessions,
-    /// Cookies get `Secure` (alertd speaks HTTPS).
+    /// Anonymous visitors' CSRF tokens and the notices shown after a change.
+    pub signer: Signer,
+    /// Cookies get `Secure` and the `__Host-` name (the UI is reached over HTTPS).
     secure: bool,
 }
+
+/// The largest form the UI reads; its forms are a few hundred bytes.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// The page frame every template shares: title, the active tab and the viewer.
 pub struct Chrome {
@@ -112,7 +123,10 @@ pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S
     let cfg = &shared.config.ui;
     let ui = Arc::new(Ui {
         sessions: Sessions::new(cfg.session_ttl, cfg.max_sessions),
-        secure: shared.config.http.tls_cert.is_some(),
+        signer: Signer::new(),
+        secure: cfg
+            .secure_cookies
+            .unwrap_or(shared.config.http.tls_cert.is_some()),
         shared,
     });
     Router::new()
@@ -135,7 +149,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S
         .route("/checks", get(pages::checks))
         .route("/hosts", get(pages::hosts))
         .route(
-            "/hosts/{name}/retire",
+            "/hosts/retire",
             get(pages::retire_confirm).post(pages::retire),
         )
         .route("/login", get(login_form).post(login))
@@ -143,6 +157,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S
         .route("/static/style.css", get(style))
         .route("/static/app.js", get(script))
         .layer(axum::middleware::from_fn_with_state(ui.clone(), sessions))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(ui)
 }
 
@@ -170,8 +185,30 @@ fn harden(r: &mut Response, cache: bool) {
     }
 }
 
-/// The session middleware: finds the browser's session (or opens an anonymous one when no token
-/// is configured), sends a browser without one to the sign-in page, and hardens every answer.
+/// Whether a state-changing request comes from another site's page: the browser says so in
+/// `Sec-Fetch-Site`, or (older browsers) its `Origin` is not this host. A request with neither
+/// header is not from a browser's cross-site form and is left to the CSRF token. This also
+/// stops a foreign page from signing a browser in with the foreign page's token.
+fn cross_site(h: &axum::http::HeaderMap) -> bool {
+    if let Some(site) = h.get("sec-fetch-site") {
+        return site.as_bytes() != b"same-origin";
+    }
+    let Some(origin) = h.get(header::ORIGIN) else {
+        return false;
+    };
+    let o = origin.as_bytes();
+    let rest = o
+        .strip_prefix(b"https://")
+        .or_else(|| o.strip_prefix(b"http://"));
+    match (rest, h.get(header::HOST)) {
+        (Some(rest), Some(host)) => !rest.eq_ignore_ascii_case(host.as_bytes()),
+        _ => true,
+    }
+}
+
+/// The session middleware: refuses state changes sent from other sites, finds the browser's
+/// session (signed in, or anonymous when no token is configured), sends a browser without one
+/// to the sign-in page, and hardens every answer.
 async fn sessions(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if path.starts_with("/static/") {
@@ -179,16 +216,31 @@ async fn sessions(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) -> Re
         harden(&mut r, true);
         return r;
     }
-    let found = session::cookie_id(req.headers()).and_then(|id| ui.sessions.get(&id));
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !reading && cross_site(req.headers()) {
+        tracing::warn!(path, "Web UI form sent from another site refused.");
+        let mut r = error_page(
+            None,
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site's page, so it was refused. Use alertd's own pages.",
+        );
+        harden(&mut r, false);
+        return r;
+    }
+    let cookie = session::cookie_id(req.headers(), session::cookie_name(ui.secure));
     let mut set_cookie = None;
-    let viewer = match found {
-        Some(v) if v.signed_in == ui.shared.auth.enabled() => Some(v),
-        _ if !ui.shared.auth.enabled() => {
-            let v = ui.sessions.open("", true, false);
-            set_cookie = Some(session::set_cookie(&v.id, ui.secure));
-            Some(v)
-        }
-        _ => None,
+    let viewer = if ui.shared.auth.enabled() {
+        cookie.and_then(|id| ui.sessions.get(&id))
+    } else {
+        let id = match cookie {
+            Some(id) if session::well_formed(&id) => id,
+            _ => {
+                let id = session::random_hex();
+                set_cookie = Some(session::set_cookie(&id, ui.secure));
+                id
+            }
+        };
+        Some(ui.signer.anonymous(id))
     };
     let mut r = match viewer {
         Some(v) => {
@@ -196,7 +248,7 @@ async fn sessions(State(ui): State<Arc<Ui>>, mut req: Request, next: Next) -> Re
             next.run(req).await
         }
         None if path == "/login" => next.run(req).await,
-        None if matches!(*req.method(), Method::GET | Method::HEAD) => {
+        None if reading => {
             let target = req
                 .uri()
                 .path_and_query()
@@ -314,13 +366,14 @@ struct LoginQuery {
     next: String,
 }
 
-/// Only a path on this server may be the target after signing in.
+/// Only a path on this server may be the target after signing in: it starts with one `/`,
+/// and has no `\\` or control character anywhere (browsers drop tabs and newlines from URLs and
+/// read `\\` as `/`, so `/\t/evil.example` would leave the site).
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next
-    } else {
-        "/"
-    }
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.chars().any(|c| c == '\\' || c.is_control());
+    if local { next } else { "/" }
 }
 
 async fn login_form(
@@ -345,7 +398,7 @@ struct LoginForm {
     next: String,
 }
 
-async fn login(State(ui): State<Arc<Ui>>, body: Bytes) -> Response {
+async fn login(State(ui): State<Arc<Ui>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     if !ui.shared.auth.enabled() {
         return Redirect::to("/").into_response();
     }
@@ -359,7 +412,11 @@ async fn login(State(ui): State<Arc<Ui>>, body: Bytes) -> Response {
     match auth.check(Some(token), Need::Scope(Scope::Read)) {
         Ok(name) => {
             let admin = auth.check(Some(token), Need::Scope(Scope::Admin)).is_ok();
-            let v = ui.sessions.open(name, admin, true);
+            // A sign-in replaces the browser's previous session rather than leaving it open.
+            if let Some(old) = session::cookie_id(&headers, session::cookie_name(ui.secure)) {
+                ui.sessions.close(&old);
+            }
+            let v = ui.sessions.open(name, admin);
             tracing::info!(token = name, admin, "Signed in to the web UI.");
             let mut r = Redirect::to(safe_next(&f.next)).into_response();
             if let Ok(c) = HeaderValue::from_str(&session::set_cookie(&v.id, ui.secure)) {
@@ -479,6 +536,40 @@ mod tests {
     }
 
     #[test]
+    fn forms_from_other_sites_are_recognised() {
+        use axum::http::HeaderMap;
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(!cross_site(&h(&[("sec-fetch-site", "same-origin")])));
+        for site in ["same-site", "cross-site", "none"] {
+            let m = h(&[
+                ("sec-fetch-site", site),
+                ("origin", "http://a:1"),
+                ("host", "a:1"),
+            ]);
+            assert!(cross_site(&m), "{site}");
+        }
+        assert!(!cross_site(&h(&[
+            ("origin", "http://A:1"),
+            ("host", "a:1")
+        ])));
+        assert!(!cross_site(&h(&[
+            ("origin", "https://a:1"),
+            ("host", "a:1")
+        ])));
+        assert!(cross_site(&h(&[("origin", "http://a:2"), ("host", "a:1")])));
+        assert!(cross_site(&h(&[("origin", "null"), ("host", "a:1")])));
+        assert!(cross_site(&h(&[("origin", "http://a:1")])));
+        // Not a browser form (curl, scripts): the CSRF token decides.
+        assert!(!cross_site(&h(&[("host", "a:1")])));
+    }
+
+    #[test]
     fn only_local_paths_follow_sign_in() {
         assert_eq!(
             safe_next("/silences?state=expired"),
@@ -486,6 +577,10 @@ mod tests {
         );
         assert_eq!(safe_next("//evil.example/"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
+        assert_eq!(safe_next("/\n/evil.example"), "/");
+        assert_eq!(safe_next("/a\\b"), "/");
+        assert_eq!(safe_next("/hosts?retired=x"), "/hosts?retired=x");
         assert_eq!(safe_next("https://evil.example/"), "/");
         assert_eq!(safe_next(""), "/");
     }

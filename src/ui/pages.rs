@@ -215,7 +215,10 @@ struct HostsPage {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct HostsQuery {
+    /// A host just retired from this page, shown in a notice...
     retired: String,
+    /// ...when this is the UI's signature of it (so a link cannot make the page say anything).
+    sig: String,
 }
 
 /// `GET /hosts`.
@@ -249,7 +252,7 @@ pub async fn hosts(
         })
         .collect();
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
-    let notice = if q.retired.is_empty() {
+    let notice = if q.retired.is_empty() || !ui.signer.verify("retired", &q.retired, &q.sig) {
         String::new()
     } else {
         format!(
@@ -271,8 +274,26 @@ struct RetirePage {
     name: String,
 }
 
-/// `GET /hosts/{name}/retire`: the confirmation.
-pub async fn retire_confirm(Extension(v): Extension<Viewer>, Path(name): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RetireQuery {
+    /// The host's name. A query parameter rather than a path segment, so that any name works
+    /// (`..` or `a/b` in a path would be read as a different path).
+    host: String,
+}
+
+/// `GET /hosts/retire?host=NAME`: the confirmation.
+pub async fn retire_confirm(
+    Extension(v): Extension<Viewer>,
+    Query(RetireQuery { host: name }): Query<RetireQuery>,
+) -> Response {
+    if name.is_empty() {
+        return error_page(
+            Some(&v),
+            StatusCode::BAD_REQUEST,
+            "Name the host to retire.",
+        );
+    }
     render(&RetirePage {
         p: Chrome::new(format!("Retire {name}"), "hosts", &v),
         name,
@@ -284,13 +305,13 @@ pub async fn retire_confirm(Extension(v): Extension<Viewer>, Path(name): Path<St
 struct RetireForm {
     #[serde(rename = "_csrf")]
     csrf: String,
+    host: String,
 }
 
-/// `POST /hosts/{name}/retire`.
+/// `POST /hosts/retire` (form field `host`).
 pub async fn retire(
     State(ui): State<Arc<Ui>>,
     Extension(v): Extension<Viewer>,
-    Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
     let f: RetireForm = match form(&body) {
@@ -300,6 +321,7 @@ pub async fn retire(
     if let Some(r) = refuse_change(&v, &f.csrf) {
         return r;
     }
+    let name = f.host;
     let (tx, rx) = oneshot::channel();
     let send = async {
         ui.shared
@@ -311,7 +333,9 @@ pub async fn retire(
     match ask_task(send, rx).await {
         Some(Some(_)) => {
             tracing::info!(host = %name, by = %v.name, "Host retired from the web UI.");
-            let q = serde_urlencoded::to_string([("retired", &name)]).unwrap_or_default();
+            let sig = ui.signer.sign("retired", &name);
+            let q = serde_urlencoded::to_string([("retired", &name), ("sig", &sig)])
+                .unwrap_or_default();
             Redirect::to(&format!("/hosts?{q}")).into_response()
         }
         Some(None) => error_page(Some(&v), StatusCode::NOT_FOUND, "No such host."),

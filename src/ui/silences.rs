@@ -120,9 +120,9 @@ pub struct SilenceForm {
     pub matchers: String,
     /// Start (`now`, RFC 3339 or `YYYY-MM-DD HH:MM` in UTC).
     pub starts: String,
-    /// Duration from the start (`2h`), used when `ends` is empty.
+    /// Duration from the start (`2h`); the end is computed from it when `ends` is empty.
     pub duration: String,
-    /// End (as `starts`).
+    /// End (as `starts`), instead of a duration. Both given must agree.
     pub ends: String,
     /// Author.
     pub created_by: String,
@@ -218,6 +218,23 @@ pub fn parse_time_input(s: &str, now: i64) -> Result<i64, String> {
     ))
 }
 
+/// A length in nanoseconds as a duration the form reads back (`1d2h30m15s`), to the second
+/// (rounded up, so a silence never gets shorter by being edited).
+pub fn duration_text(ns: i64) -> String {
+    let mut secs = (ns.max(0) as u64).div_ceil(1_000_000_000);
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+        }
+    }
+    out
+}
+
 /// Parses the matchers field; the message names the problem.
 fn matchers_of(text: &str) -> Result<Vec<Matcher>, String> {
     let ms = parse_matchers(text).map_err(|e| e.to_string())?;
@@ -247,28 +264,50 @@ pub fn validate(f: &SilenceForm, now: i64) -> Result<SilenceSpec, Box<FieldError
         e.starts = m;
         now
     });
-    let ends = if f.ends.trim().is_empty() {
-        let d = if f.duration.trim().is_empty() {
-            "2h"
-        } else {
-            f.duration.trim()
-        };
-        match crate::manager::route::parse_duration(d) {
-            Ok(d) if !d.is_zero() => starts.saturating_add(d.as_nanos() as i64),
-            Ok(_) => {
+    // The end: from the duration, or typed. Both may be given only when they agree, so that a
+    // typed value is never silently ignored in favour of the other.
+    let by_duration = if f.duration.trim().is_empty() {
+        None
+    } else {
+        match crate::manager::route::parse_duration(f.duration.trim()) {
+            Ok(d) if d.is_zero() => {
                 e.ends = "the duration must be longer than zero".into();
-                starts
+                None
             }
+            Ok(d) => match i64::try_from(d.as_nanos()) {
+                Ok(n) if starts.checked_add(n).is_some() => Some(starts + n),
+                _ => {
+                    e.ends = format!("the duration {} is too long", f.duration.trim());
+                    None
+                }
+            },
             Err(err) => {
                 e.ends = format!("{err} (write e.g. 2h, 1h30m or 3d)");
-                starts
+                None
             }
         }
+    };
+    let typed_end = if f.ends.trim().is_empty() {
+        None
     } else {
-        parse_time_input(&f.ends, now).unwrap_or_else(|m| {
-            e.ends = m;
+        parse_time_input(&f.ends, now).map_err(|m| e.ends = m).ok()
+    };
+    let ends = match (by_duration, typed_end) {
+        (Some(d), Some(t)) if d != t => {
+            e.ends = format!(
+                "the duration {} ends at {}, not at the end given ({}): clear one of them",
+                f.duration.trim(),
+                view::time(d),
+                view::time(t)
+            );
             starts
-        })
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) if e.ends.is_empty() => {
+            e.ends = "give a duration (such as 2h) or an end".into();
+            starts
+        }
+        (None, None) => starts,
     };
     if e.starts.is_empty() && e.ends.is_empty() {
         if ends <= starts {
@@ -486,10 +525,13 @@ pub async fn edit_form(
     let Some(s) = find(&all, &id) else {
         return error_page(Some(&v), StatusCode::NOT_FOUND, "No such silence.");
     };
+    // The length is shown as a duration, so typing another one changes the end; an end may be
+    // typed instead (after clearing the duration).
+    let starts = s.spec.starts_at.div_euclid(1_000_000_000) * 1_000_000_000;
     let f = SilenceForm {
         matchers: s.spec.matchers.join(", "),
-        starts: view::time(s.spec.starts_at),
-        ends: view::time(s.spec.ends_at),
+        starts: view::time(starts),
+        duration: duration_text(s.spec.ends_at.saturating_sub(starts)),
         created_by: s.spec.created_by.clone(),
         comment: s.spec.comment.clone(),
         ..SilenceForm::default()
@@ -607,5 +649,37 @@ mod tests {
         let mut f = form("host=\"a\"", "");
         f.starts = "yesterday".into();
         assert!(validate(&f, NOW).unwrap_err().starts.contains("yesterday"));
+    }
+
+    #[test]
+    fn a_duration_and_an_end_must_agree() {
+        // Both typed and different: named, never one silently preferred.
+        let mut f = form("host=\"a\"", "3h");
+        f.ends = "2099-01-01 00:00".into();
+        let e = validate(&f, NOW).unwrap_err();
+        assert!(e.ends.contains("clear one of them"), "{}", e.ends);
+        // Both typed and the same end: fine.
+        let mut f = form("host=\"a\"", "1h");
+        f.starts = "2099-01-01 00:00".into();
+        f.ends = "2099-01-01 01:00".into();
+        assert!(validate(&f, NOW).is_ok());
+        // Neither: asked for.
+        let e = validate(&form("host=\"a\"", ""), NOW).unwrap_err();
+        assert!(e.ends.contains("give a duration"), "{}", e.ends);
+        // Too long for the clock: an error, not an overflow.
+        let e = validate(&form("host=\"a\"", "300000y"), NOW).unwrap_err();
+        assert!(e.ends.contains("too long"), "{}", e.ends);
+    }
+
+    #[test]
+    fn durations_are_written_back_readably() {
+        assert_eq!(duration_text(7_200_000_000_000), "2h");
+        assert_eq!(duration_text(93_615_000_000_000), "1d2h15s");
+        assert_eq!(duration_text(1), "1s", "rounded up, never shorter");
+        assert_eq!(duration_text(0), "0s");
+        for ns in [7_200_000_000_000i64, 93_615_000_000_000, 59_000_000_000] {
+            let back = crate::manager::route::parse_duration(&duration_text(ns)).unwrap();
+            assert_eq!(back.as_nanos() as i64, ns);
+        }
     }
 }

@@ -155,9 +155,12 @@ pub fn rows<'a>(
                 .or_else(|| get(&a.annotations, "level"))
                 .unwrap_or("")
                 .to_string();
+            // A resolved alert is neither silenced nor inhibited any more: name nothing.
+            let resolved = a.resolved_at(now);
             let silenced_by: Vec<SilenceRef> = v
                 .silenced_by
                 .iter()
+                .filter(|_| !resolved)
                 .map(|id| SilenceRef {
                     id: id.clone(),
                     text: silence_by_id
@@ -171,17 +174,17 @@ pub fn rows<'a>(
                         }),
                 })
                 .collect();
-            let acknowledged = !v.silenced_by.is_empty()
+            let acknowledged = !silenced_by.is_empty()
                 && v.silenced_by.iter().all(|id| {
                     silence_by_id
                         .get(id.as_str())
                         .is_some_and(|s| s.spec.until_resolved.is_some())
                 });
-            let state = if a.resolved_at(now) {
+            let state = if resolved {
                 "resolved"
             } else if acknowledged {
                 "acknowledged"
-            } else if !v.silenced_by.is_empty() {
+            } else if !silenced_by.is_empty() {
                 "silenced"
             } else if !v.inhibited_by.is_empty() {
                 "inhibited"
@@ -211,6 +214,7 @@ pub fn rows<'a>(
                 inhibited_by: v
                     .inhibited_by
                     .iter()
+                    .filter(|_| !resolved)
                     .map(|fp| AlertRef {
                         fp: fp.clone(),
                         name: name_of(fp),
@@ -351,6 +355,8 @@ mod tests {
         d.inhibited_by = vec![format!("{:016x}", c.alert.fingerprint)];
         let mut e = view(&[("alertname", "Gone")], 0);
         e.alert.ends_at = Some(1);
+        e.silenced_by = vec!["s1".into()];
+        e.inhibited_by = vec![format!("{:016x}", c.alert.fingerprint)];
         let all = [a, b, c, d, e];
         let r = rows(
             &all,
@@ -370,6 +376,10 @@ mod tests {
             ]
         );
         assert_eq!(r[0].silenced_by[0].text, "maintenance");
+        assert!(
+            r[4].silenced_by.is_empty() && r[4].inhibited_by.is_empty(),
+            "a resolved alert is not named as silenced or inhibited"
+        );
         assert_eq!(r[0].class, "crit");
         assert_eq!(r[2].class, "warn");
         assert_eq!(r[3].inhibited_by[0].name, "Down");

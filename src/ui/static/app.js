@@ -1,9 +1,23 @@
 // alertd web UI: optional niceties. Every page works without this script.
 // - The alert list refreshes in place every few seconds, keeping the filter and grouping
-//   (they are in the page's address).
-// - The silence form previews the alerts its matchers would silence while they are typed.
-// - Forms that expire a silence ask for confirmation.
+//   (they are in the page's address). When the session has ended, the page reloads, which
+//   leads to the sign-in page.
+// - The silence form previews the alerts its matchers would silence while they are typed, and
+//   typing a duration clears the end (and the other way round), so the two never disagree.
+// - Forms that expire a silence ask for confirmation; a form's buttons are disabled once it is
+//   sent, so a double click sends it once.
 "use strict";
+
+// Fetches an HTML fragment; null when it cannot be shown (offline, an error, or a redirect to
+// the sign-in page, in which case the page reloads to show it).
+async function fragment(url) {
+  const r = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
+  if (r.redirected || r.status === 401) {
+    window.location.reload();
+    return null;
+  }
+  return r.ok ? await r.text() : null;
+}
 
 function refreshAlerts(box) {
   const seconds = parseInt(box.dataset.refresh || "0", 10);
@@ -12,8 +26,8 @@ function refreshAlerts(box) {
     const url = new URL(window.location.href);
     url.searchParams.set("fragment", "list");
     try {
-      const r = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
-      if (r.ok) box.innerHTML = await r.text();
+      const html = await fragment(url);
+      if (html !== null) box.innerHTML = html;
     } catch (e) {
       // Offline for a moment: keep showing the last list.
     }
@@ -30,13 +44,18 @@ function livePreview(input, box) {
       const url = new URL("/silences/preview", window.location.origin);
       url.searchParams.set("matchers", input.value);
       try {
-        const r = await fetch(url, { credentials: "same-origin" });
-        if (r.ok) box.innerHTML = await r.text();
+        const html = await fragment(url);
+        if (html !== null) box.innerHTML = html;
       } catch (e) {
         // The Preview button still works.
       }
     }, 300);
   });
+}
+
+function oneOf(a, b) {
+  a.addEventListener("input", () => { if (a.value.trim() !== "") b.value = ""; });
+  b.addEventListener("input", () => { if (b.value.trim() !== "") a.value = ""; });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -45,9 +64,28 @@ document.addEventListener("DOMContentLoaded", () => {
   const matchers = document.getElementById("matchers");
   const preview = document.getElementById("preview");
   if (matchers && preview) livePreview(matchers, preview);
+  const duration = document.getElementById("duration");
+  const ends = document.getElementById("ends");
+  if (duration && ends) oneOf(duration, ends);
   for (const f of document.querySelectorAll("form.expire-form")) {
     f.addEventListener("submit", (ev) => {
       if (!window.confirm("Expire this silence now?")) ev.preventDefault();
     });
   }
+  for (const f of document.querySelectorAll("form[method=post]")) {
+    f.addEventListener("submit", (ev) => {
+      if (ev.defaultPrevented) return;
+      if (f.dataset.sent) {
+        ev.preventDefault();
+        return;
+      }
+      f.dataset.sent = "1";
+    });
+  }
+});
+
+// Back to a page kept in the browser's cache: its forms may be sent again.
+window.addEventListener("pageshow", (ev) => {
+  if (!ev.persisted) return;
+  for (const f of document.querySelectorAll("form[data-sent]")) delete f.dataset.sent;
 });
