@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 
 use crate::manager::dispatch::RuleEvent;
 use crate::service::metrics::{KindLabel, Metrics, ReceiverLabel};
-use crate::storage::{OutboxInsert, OutboxRow, Storage};
+use crate::storage::{Delivery, OutboxInsert, OutboxRow, Storage};
 use config::{Receiver, Receivers};
 use notification::{AlertStatus, Notification};
 use tick::HandlerTarget;
@@ -433,18 +433,21 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
         tokio::select! {
             () = wake.notified() => {}
             Some(r) = set.join_next(), if !set.is_empty() => {
-                if let Ok((row, outcome, took)) = r {
-                    if let Some(b) = inflight.get_mut(&row.receiver) {
-                        b.remove(&row.id);
+                // Whatever else finished meanwhile is recorded with it, in one transaction,
+                // before the outbox is polled again.
+                let mut done = Vec::new();
+                let mut next = Some(r);
+                while let Some(r) = next {
+                    if let Ok((row, outcome, took)) = r {
+                        if let Some(b) = inflight.get_mut(&row.receiver) {
+                            b.remove(&row.id);
+                        }
+                        done.push(result_of(&ctx, &row, outcome, took));
                     }
-                    record(&ctx, row, outcome, took).await;
+                    next = set.join_next().now_or_never().flatten();
                 }
-                // Collect whatever else finished before polling the outbox again.
-                while let Some(Some(Ok((row, outcome, took)))) = set.join_next().now_or_never() {
-                    if let Some(b) = inflight.get_mut(&row.receiver) {
-                        b.remove(&row.id);
-                    }
-                    record(&ctx, row, outcome, took).await;
+                if let Err(error) = ctx.storage.outbox_record(&done).await {
+                    tracing::error!(%error, notifications = done.len(), "Recording delivery results failed; they may be sent again.");
                 }
             }
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -452,7 +455,13 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
     }
 }
 
-async fn record(ctx: &DeliveryContext, row: OutboxRow, outcome: Outcome, took: Duration) {
+/// Counts a finished delivery and says what to record for it.
+fn result_of(
+    ctx: &DeliveryContext,
+    row: &OutboxRow,
+    outcome: Outcome,
+    took: Duration,
+) -> (i64, Delivery) {
     let label = KindLabel {
         receiver: row.receiver.clone(),
         kind: row.kind.clone(),
@@ -463,10 +472,10 @@ async fn record(ctx: &DeliveryContext, row: OutboxRow, outcome: Outcome, took: D
             receiver: row.receiver.clone(),
         })
         .observe(took.as_secs_f64());
-    let result = match &outcome {
+    let d = match outcome {
         Outcome::Sent => {
             ctx.metrics.notifications_sent.get_or_create(&label).inc();
-            ctx.storage.outbox_sent(row.id).await
+            Delivery::Sent
         }
         Outcome::Retry(reason) => {
             ctx.metrics
@@ -474,22 +483,22 @@ async fn record(ctx: &DeliveryContext, row: OutboxRow, outcome: Outcome, took: D
                 .get_or_create(&label)
                 .inc();
             let attempts = row.attempts + 1;
-            let next =
+            let next_ns =
                 now_ns().saturating_add(backoff(attempts as u32, row.id as u64).as_nanos() as i64);
             tracing::warn!(receiver = %row.receiver, attempts, reason = %reason, "Notification not delivered; will retry.");
-            ctx.storage
-                .outbox_retry(row.id, attempts, next, reason)
-                .await
+            Delivery::Retry {
+                attempts,
+                next_ns,
+                error: reason,
+            }
         }
         Outcome::Failed(reason) => {
             ctx.metrics.notifications_failed.get_or_create(&label).inc();
             tracing::error!(receiver = %row.receiver, reason = %reason, "Notification refused by its receiver; giving up.");
-            ctx.storage.outbox_failed(row.id, reason).await
+            Delivery::Failed { error: reason }
         }
     };
-    if let Err(error) = result {
-        tracing::error!(%error, "Recording a delivery result failed; it may be sent again.");
-    }
+    (row.id, d)
 }
 
 #[cfg(test)]

@@ -262,6 +262,27 @@ impl Changes {
     }
 }
 
+/// What became of one delivery attempt, to record in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// Delivered.
+    Sent,
+    /// Not delivered; try again at `next_ns`, this being attempt number `attempts`.
+    Retry {
+        /// Attempts made so far.
+        attempts: i64,
+        /// When to try next (Unix nanoseconds).
+        next_ns: i64,
+        /// Why this attempt failed.
+        error: String,
+    },
+    /// Refused for good; kept with the reason.
+    Failed {
+        /// Why it was given up.
+        error: String,
+    },
+}
+
 /// A notification in the outbox.
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
@@ -441,9 +462,9 @@ impl Storage {
                         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
                         .collect(),
                 );
-                sqlx::query(
-                    "INSERT INTO outbox (created_ns, receiver, group_key, kind, target, headers, timeout_ms, body, status, next_attempt_ns)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                let id = sqlx::query(
+                    "INSERT INTO outbox (created_ns, receiver, group_key, kind, target, headers, timeout_ms, status, next_attempt_ns)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 )
                 .bind(now)
                 .bind(&d.receiver)
@@ -452,10 +473,15 @@ impl Storage {
                 .bind(&d.target)
                 .bind(headers.to_string())
                 .bind(d.timeout_ms)
-                .bind(&d.body)
                 .bind(now)
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .last_insert_rowid();
+                sqlx::query("INSERT INTO outbox_bodies (id, body) VALUES (?, ?)")
+                    .bind(id)
+                    .bind(&d.body)
+                    .execute(&mut *tx)
+                    .await?;
             }
             for n in &c.nflog {
                 sqlx::query(
@@ -755,11 +781,12 @@ impl Storage {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StorageError> {
         let rows = sqlx::query(
-            "SELECT id, receiver, kind, target, headers, timeout_ms, body, attempts FROM outbox o
-             WHERE receiver = ? AND status = 'pending' AND next_attempt_ns <= ?
+            "SELECT o.id, o.receiver, o.kind, o.target, o.headers, o.timeout_ms, b.body, o.attempts
+             FROM outbox o JOIN outbox_bodies b ON b.id = o.id
+             WHERE o.receiver = ? AND o.status = 'pending' AND o.next_attempt_ns <= ?
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.receiver = o.receiver
                      AND p.group_key = o.group_key AND p.status = 'pending' AND p.id < o.id)
-             ORDER BY id LIMIT ?",
+             ORDER BY o.id LIMIT ?",
         )
         .bind(receiver)
         .bind(now)
@@ -800,49 +827,67 @@ impl Storage {
 
     /// Deletes delivered and given-up notifications created before `before`.
     pub async fn outbox_purge(&self, before: i64) -> Result<u64, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM outbox_bodies WHERE id IN
+               (SELECT id FROM outbox WHERE status != 'pending' AND created_ns < ?)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
         let r = sqlx::query("DELETE FROM outbox WHERE status != 'pending' AND created_ns < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 
-    /// Marks a notification delivered.
-    pub async fn outbox_sent(&self, id: i64) -> Result<(), StorageError> {
-        sqlx::query("UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Schedules another attempt.
-    pub async fn outbox_retry(
-        &self,
-        id: i64,
-        attempts: i64,
-        next_ns: i64,
-        error: &str,
-    ) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = ?, next_attempt_ns = ?, last_error = ? WHERE id = ?",
-        )
-        .bind(attempts)
-        .bind(next_ns)
-        .bind(error)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Gives up on a notification, keeping the reason.
-    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StorageError> {
-        sqlx::query("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?")
-            .bind(error)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Records the results of finished deliveries in one transaction (a busy receiver finishes
+    /// many at once; one commit each would be one WAL commit and one hand-off to SQLite's
+    /// thread per notification).
+    pub async fn outbox_record(&self, results: &[(i64, Delivery)]) -> Result<(), StorageError> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, d) in results {
+            match d {
+                Delivery::Sent => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Delivery::Retry {
+                    attempts,
+                    next_ns,
+                    error,
+                } => {
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = ?, next_attempt_ns = ?, last_error = ? WHERE id = ?",
+                    )
+                    .bind(attempts)
+                    .bind(next_ns)
+                    .bind(error)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Delivery::Failed { error } => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+                    )
+                    .bind(error)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -977,7 +1022,8 @@ impl Storage {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<NotificationView>, i64), StorageError> {
-        let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR instr(body, ?2) > 0)";
+        let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR
+            instr((SELECT body FROM outbox_bodies b WHERE b.id = outbox.id), ?2) > 0)";
         let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM outbox WHERE {filter}"))
             .bind(status)
             .bind(contains)
@@ -1203,6 +1249,57 @@ mod tests {
         let states = st.alert_states().await.unwrap();
         assert_eq!(states.len(), 1);
         assert_eq!(states[0].group_id, "host=h2");
+    }
+
+    #[tokio::test]
+    async fn pending_notifications_keep_their_bodies_when_bodies_move_to_their_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        // A database of the version before the move, with a pending notification.
+        {
+            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+                .unwrap()
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+            let mut older = sqlx::migrate!("./migrations");
+            let upto = older
+                .migrations
+                .iter()
+                .position(|m| m.description.contains("outbox bodies"))
+                .expect("the migration that moves the bodies");
+            older.migrations = std::borrow::Cow::Owned(older.migrations[..upto].to_vec());
+            older.run(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO outbox (created_ns, receiver, group_key, kind, target, headers,
+                   timeout_ms, body, status, next_attempt_ns)
+                 VALUES (1, 'hook', 'g', 'post', 'http://h/', '{}', 1000, '{\"alerts\":[1]}',
+                   'pending', 1)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+        let st = Storage::open(&path).await.unwrap();
+        let due = st.outbox_due("hook", 2, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].body, "{\"alerts\":[1]}");
+        let (found, total) = st
+            .notifications_page(None, Some("alerts"), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!((found.len(), total), (1, 1), "found by a text of its body");
+        // Once sent and old enough, the purge removes the row and its body.
+        st.outbox_record(&[(due[0].id, Delivery::Sent)])
+            .await
+            .unwrap();
+        assert_eq!(st.outbox_purge(5).await.unwrap(), 1);
+        let bodies: i64 = sqlx::query("SELECT COUNT(*) FROM outbox_bodies")
+            .fetch_one(&st.pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(bodies, 0);
     }
 
     #[tokio::test]
