@@ -140,6 +140,16 @@ impl Registry {
         v
     }
 
+    /// Number of known hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether no host is known.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
     /// One host.
     pub fn get(&self, name: &str) -> Option<&Host> {
         self.hosts.get(name)

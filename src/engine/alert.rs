@@ -632,10 +632,10 @@ impl DeadmanRt {
         let steps = (i128::from(last) - i128::from(first)) / i128::from(i) + 1;
         let mut due: Vec<(i64, GroupId, u64)> = Vec::new();
         for (g, dg) in self.groups.iter() {
-            let Some(entry) = ctx.groups.get(g) else {
+            if ctx.groups.get(g).is_none() {
                 continue;
-            };
-            let until = entry.last_seen.saturating_add(expiry);
+            }
+            let until = ctx.groups.last_seen(g).saturating_add(expiry);
             let count_at = |b: i64| {
                 if dg.bucket == b.div_euclid(i) - 1 {
                     dg.count

@@ -286,6 +286,8 @@ struct WinState {
     buf: VecDeque<Point>,
     next_emit: i64,
     since_emit: i64,
+    /// Points the group's previous tumbling window held: the room the next one reserves.
+    expect: u32,
 }
 
 /// Most points one group's window holds; beyond it the oldest are dropped and counted.
@@ -333,6 +335,7 @@ impl WindowRt {
                 buf: VecDeque::new(),
                 next_emit,
                 since_emit: 0,
+                expect: 0,
             }
         });
         if spec.every == 0 {
@@ -355,22 +358,27 @@ impl WindowRt {
             while st.buf.front().is_some_and(|q| q.time < oldest) {
                 st.buf.pop_front();
             }
-            let b = batch_of(st, group, end, ctx);
             st.next_emit = t.saturating_add(spec.every);
             if spec.align {
                 st.next_emit = truncate(st.next_emit, spec.every);
             }
-            // Tumbling windows hold nothing of the emitted window afterwards; give the memory
-            // back so an idle group keeps only what it buffers.
-            if spec.period <= spec.every {
-                st.buf = VecDeque::new();
+            let b = if spec.period <= spec.every {
+                // A tumbling window holds nothing of the emitted window afterwards: its points
+                // move into the batch (no copy), and an idle group keeps only what it buffers.
+                // The next window starts with room for as many points as this one had (up to
+                // 1,024; more grow as needed).
+                st.expect = st.buf.len().min(1024) as u32;
+                let points = std::mem::take(&mut st.buf);
+                take_batch(points, group, end, ctx)
             } else {
+                let b = batch_of(st, group, end, ctx);
                 st.buf.shrink_to(st.buf.len() * 2);
-            }
+                b
+            };
             out.push(Msg::Batch(b));
         }
         if st.buf.capacity() == 0 {
-            st.buf.reserve_exact(1);
+            st.buf.reserve_exact((st.expect as usize).max(1));
         }
         // A point far in the future keeps a window open until then; never buffer without bound.
         if st.buf.len() >= MAX_WINDOW_POINTS {
@@ -387,6 +395,7 @@ impl WindowRt {
             buf: VecDeque::new(),
             next_emit: 0,
             since_emit: 0,
+            expect: 0,
         });
         st.buf.push_back(p);
         while st.buf.len() as i64 > spec.period_count {
@@ -450,17 +459,31 @@ impl WindowRt {
 /// The window of `group` as a batch stamped `time`, with the group's tags and measurement
 /// (known even when the window is empty).
 fn batch_of(st: &WinState, group: GroupId, time: i64, ctx: &Ctx) -> Batch {
-    let name = match (st.buf.front(), ctx.groups.get(group)) {
-        (Some(p), _) => p.name.clone(),
-        (None, Some(e)) => e.name.clone(),
-        (None, None) => Name::from(""),
-    };
     Batch {
-        name,
+        name: batch_name(st.buf.front(), group, ctx),
         time,
         tags: ctx.group_tags(group),
         group,
         points: st.buf.iter().cloned().collect(),
+    }
+}
+
+/// Like [`batch_of`], taking the points instead of copying them.
+fn take_batch(points: VecDeque<Point>, group: GroupId, time: i64, ctx: &Ctx) -> Batch {
+    Batch {
+        name: batch_name(points.front(), group, ctx),
+        time,
+        tags: ctx.group_tags(group),
+        group,
+        points: points.into(),
+    }
+}
+
+fn batch_name(first: Option<&Point>, group: GroupId, ctx: &Ctx) -> Name {
+    match (first, ctx.groups.get(group)) {
+        (Some(p), _) => p.name.clone(),
+        (None, Some(e)) => e.name.clone(),
+        (None, None) => Name::from(""),
     }
 }
 

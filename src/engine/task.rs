@@ -42,8 +42,6 @@ pub(crate) struct GroupEntry {
     pub tags: Tags,
     /// The measurement of the group's first point.
     pub name: Name,
-    /// Event time of the group's latest point.
-    pub last_seen: i64,
     key: Arc<str>,
 }
 
@@ -52,6 +50,9 @@ pub(crate) struct GroupEntry {
 pub(crate) struct GroupTable {
     entries: Vec<Option<GroupEntry>>,
     generations: Vec<u32>,
+    /// Event time of each group's latest point, apart from the entries so that noting a
+    /// point touches 8 dense bytes rather than the entry.
+    seen: Vec<i64>,
     by_key: FxHashMap<Arc<str>, GroupId>,
     free: Vec<GroupId>,
 }
@@ -66,11 +67,16 @@ impl GroupTable {
     }
 
     fn touch(&mut self, g: GroupId, t: i64) {
-        if let Some(Some(e)) = self.entries.get_mut(g as usize)
-            && t > e.last_seen
+        if let Some(s) = self.seen.get_mut(g as usize)
+            && t > *s
         {
-            e.last_seen = t;
+            *s = t;
         }
+    }
+
+    /// Event time of the group's latest point.
+    pub fn last_seen(&self, g: GroupId) -> i64 {
+        self.seen.get(g as usize).copied().unwrap_or(i64::MIN)
     }
 
     /// Finds or creates the group for a key.
@@ -90,17 +96,18 @@ impl GroupTable {
             id,
             tags,
             name,
-            last_seen: t,
             key: key.clone(),
         };
         let g = match self.free.pop() {
             Some(g) => {
                 self.entries[g as usize] = Some(entry);
+                self.seen[g as usize] = t;
                 g
             }
             None => {
                 self.entries.push(Some(entry));
                 self.generations.push(0);
+                self.seen.push(t);
                 (self.entries.len() - 1) as GroupId
             }
         };
@@ -137,17 +144,15 @@ impl GroupTable {
         self.entries
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| {
-                e.as_ref()
-                    .filter(|e| e.last_seen < cutoff)
-                    .map(|_| i as GroupId)
-            })
+            .zip(&self.seen)
+            .filter_map(|((i, e), &seen)| (e.is_some() && seen < cutoff).then_some(i as GroupId))
             .collect()
     }
 
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Option<GroupEntry>>()
             + self.generations.capacity() * 4
+            + self.seen.capacity() * 8
             + self.by_key.capacity() * (std::mem::size_of::<(Arc<str>, GroupId)>() + 1)
             + self
                 .entries
@@ -229,10 +234,6 @@ struct SeriesEntry {
     /// Event time of the series' latest point: a series idle past the expiry is forgotten even
     /// while its group lives on (containers come and go under one host).
     last_seen: i64,
-    /// [`LineView::field_layout`] of the series' latest line.
-    layout: Option<u32>,
-    /// The fields taken from the series' latest line: index in the line, and name.
-    projection: Box<[(u32, Name)]>,
 }
 
 struct Source {
@@ -244,6 +245,80 @@ struct Source {
     /// The fields the pipeline reads; None keeps all.
     fields: Option<Vec<Name>>,
     filter_state: LambdaState,
+    /// Which fields (index in the line, and name) to take from a line, by the line's
+    /// [`LineView::field_layout`]: lines with the same keys in the same order give the same
+    /// answer, so a point's fields are picked without comparing any name.
+    projections: FxHashMap<u32, Box<[(u32, Name)]>>,
+    /// The same for lines without a layout id when every field is kept: the keys of the
+    /// latest such line, compared with the next line's.
+    plain: Box<[(u32, Name)]>,
+}
+
+/// Most layouts a source remembers the projection of; lines of further layouts have their
+/// fields picked by name.
+const MAX_PROJECTIONS: usize = 4096;
+
+impl Source {
+    /// The fields this source takes from a line.
+    fn fields_of<L: LineView + ?Sized>(
+        &mut self,
+        names: &mut NameCache,
+        line: &L,
+        layout: Option<u32>,
+    ) -> Fields {
+        if let Some(l) = layout {
+            if let Some(p) = self.projections.get(&l) {
+                return project(p, line);
+            }
+            let p = projection(self.fields.as_deref(), names, line);
+            let fields = project(&p, line);
+            if self.projections.len() < MAX_PROJECTIONS {
+                self.projections.insert(l, p);
+            }
+            return fields;
+        }
+        match &self.fields {
+            Some(wanted) => {
+                let mut fields = Fields::new();
+                for (k, v) in line.fields() {
+                    if let Some(n) = wanted.iter().find(|n| ***n == *k) {
+                        fields.push((n.clone(), v.to_value()));
+                    }
+                }
+                fields
+            }
+            None => {
+                let same = self.plain.len() == line.field_count()
+                    && self
+                        .plain
+                        .iter()
+                        .zip(line.fields())
+                        .all(|((_, n), (k, _))| **n == *k);
+                if !same {
+                    self.plain = projection(None, names, line);
+                }
+                project(&self.plain, line)
+            }
+        }
+    }
+}
+
+/// Which fields of `line` to take: those in `wanted`, or every one.
+fn projection<L: LineView + ?Sized>(
+    wanted: Option<&[Name]>,
+    names: &mut NameCache,
+    line: &L,
+) -> Box<[(u32, Name)]> {
+    line.fields()
+        .enumerate()
+        .filter_map(|(i, (k, _))| match wanted {
+            Some(wanted) => wanted
+                .iter()
+                .find(|n| ***n == *k)
+                .map(|n| (i as u32, n.clone())),
+            None => Some((i as u32, names.get(k))),
+        })
+        .collect()
 }
 
 /// A running rule.
@@ -389,6 +464,8 @@ impl Task {
                     .as_ref()
                     .map(|f| f.new_state())
                     .unwrap_or_default(),
+                projections: FxHashMap::default(),
+                plain: Box::default(),
             })
             .collect();
         let expiry = cfg.group_expiry.max(longest);
@@ -517,18 +594,16 @@ impl Task {
         let ctx = &mut self.ctx;
         ctx.stats.points_matched += 1;
         let layout = line.field_layout();
-        let cached = src.series.get_mut(&series_hash).filter(|e| {
-            e.check == series.check
-                && ctx.groups.generation(e.group) == e.generation
-                && ctx.groups.get(e.group).is_some()
-        });
-        let (group, name, tags, quick) = match cached {
+        // A removed group's slot has a new generation, so the check below also catches a
+        // series whose group is gone, without reading the group entry.
+        let cached = src
+            .series
+            .get_mut(&series_hash)
+            .filter(|e| e.check == series.check && ctx.groups.generation(e.group) == e.generation);
+        let (group, name, tags) = match cached {
             Some(e) => {
                 e.last_seen = e.last_seen.max(time);
-                // Same field keys as the series' previous line: take the same fields.
-                let quick =
-                    (layout.is_some() && e.layout == layout).then(|| project(&e.projection, line));
-                (e.group, e.name.clone(), e.tags.clone(), quick)
+                (e.group, e.name.clone(), e.tags.clone())
             }
             None => {
                 let name = ctx.names.get(line.measurement());
@@ -565,18 +640,13 @@ impl Task {
                         name: name.clone(),
                         tags: tags.clone(),
                         last_seen: time,
-                        layout: None,
-                        projection: Box::default(),
                     },
                 );
-                (group, name, tags, None)
+                (group, name, tags)
             }
         };
         ctx.groups.touch(group, time);
-        let fields = match quick {
-            Some(f) => f,
-            None => Self::pick_fields(src, &mut ctx.names, line, series_hash, layout),
-        };
+        let fields = src.fields_of(&mut ctx.names, line, layout);
         let point = Point {
             name,
             time,
@@ -586,67 +656,6 @@ impl Task {
         };
         let node = src.node;
         self.emit(node, Msg::Point(point));
-    }
-
-    /// The fields a source takes from a line, without a layout match in the series cache; the
-    /// cache learns them for the next line.
-    fn pick_fields<L: LineView + ?Sized>(
-        src: &mut Source,
-        names: &mut NameCache,
-        line: &L,
-        series_hash: u64,
-        layout: Option<u32>,
-    ) -> Fields {
-        let wanted = &src.fields;
-        let entry = src.series.get_mut(&series_hash);
-        // A series' lines usually carry the same keys in the same order: reuse the fields picked
-        // from its previous line when they match, instead of comparing every name. Lines parsed
-        // by the write handler carry an id of their keys, so that check is one comparison.
-        let reuse = entry.as_ref().is_some_and(|e| match layout {
-            Some(l) => e.layout == Some(l),
-            None => {
-                wanted.is_none()
-                    && e.projection.len() == line.field_count()
-                    && e.projection
-                        .iter()
-                        .zip(line.fields())
-                        .all(|((_, n), (k, _))| **n == *k)
-            }
-        });
-        let mut fields = Fields::new();
-        match entry {
-            Some(e) if reuse => fields = project(&e.projection, line),
-            other => {
-                let mut projection = Vec::new();
-                match wanted {
-                    Some(wanted) => {
-                        // Without a layout id the names are compared on every line anyway.
-                        let record = layout.is_some();
-                        for (i, (k, v)) in line.fields().enumerate() {
-                            if let Some(n) = wanted.iter().find(|n| ***n == *k) {
-                                fields.push((n.clone(), v.to_value()));
-                                if record {
-                                    projection.push((i as u32, n.clone()));
-                                }
-                            }
-                        }
-                    }
-                    None => {
-                        fields.reserve_exact(line.field_count());
-                        for (i, (k, v)) in line.fields().enumerate() {
-                            let n = names.get(k);
-                            fields.push((n.clone(), v.to_value()));
-                            projection.push((i as u32, n));
-                        }
-                    }
-                }
-                if let Some(e) = other {
-                    e.layout = layout;
-                    e.projection = projection.into_boxed_slice();
-                }
-            }
-        }
-        fields
     }
 
     /// Sends a message to every child of `from`.

@@ -113,7 +113,7 @@ pub async fn run(shared: Arc<Shared>, mut reg: Registry, mut rx: mpsc::Receiver<
                     for n in names {
                         reg.seen(&n, source, now);
                     }
-                    shared.metrics.hosts_known.set(reg.list().len() as i64);
+                    shared.metrics.hosts_known.set(reg.len() as i64);
                 }
                 Some(HostMsg::List(tx)) => {
                     let items = reg
@@ -130,7 +130,7 @@ pub async fn run(shared: Arc<Shared>, mut reg: Registry, mut rx: mpsc::Receiver<
                 }
                 Some(HostMsg::Retire(name, tx)) => {
                     let r = retire(&shared, &mut reg, &name, "retired through the API").await;
-                    shared.metrics.hosts_known.set(reg.list().len() as i64);
+                    shared.metrics.hosts_known.set(reg.len() as i64);
                     let _ = tx.send(r);
                 }
                 Some(HostMsg::Flush(tx)) => {
@@ -157,7 +157,7 @@ pub async fn run(shared: Arc<Shared>, mut reg: Registry, mut rx: mpsc::Receiver<
                 for name in reg.forgettable(now_ns(), shared.config.hosts.forget_after) {
                     retire(&shared, &mut reg, &name, "silent past hosts.forget_after").await;
                 }
-                shared.metrics.hosts_known.set(reg.list().len() as i64);
+                shared.metrics.hosts_known.set(reg.len() as i64);
             }
         }
     }
