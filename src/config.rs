@@ -297,6 +297,11 @@ pub struct IngestConfig {
     pub queue_bytes: usize,
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     pub retry_after_secs: u64,
+    /// How long a write that arrives while the queue is full waits for room before it gets
+    /// 429 (e.g. `1s`; `0s` refuses at once). Its body is not read while it waits, so waiting
+    /// writes hold no memory, and the client sends the batch once instead of retrying it.
+    #[serde(with = "duration_str")]
+    pub queue_wait: Duration,
 }
 
 impl Default for IngestConfig {
@@ -306,6 +311,7 @@ impl Default for IngestConfig {
             queue_batches: 256,
             queue_bytes: 64 * 1024 * 1024,
             retry_after_secs: 1,
+            queue_wait: Duration::from_secs(1),
         }
     }
 }

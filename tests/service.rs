@@ -500,11 +500,9 @@ stream
     assert_eq!(window["data"]["series"][0]["values"][0][1], 3, "{window}");
 }
 
-#[test]
-fn overload_gets_429_with_retry_after_and_health_stays_up() {
-    // A tiny queue: one batch at a time. Many writers at once must see back-pressure.
-    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
-    let s = Server::start(&dir, "[ingest]\nqueue_batches = 1\nretry_after_secs = 3\n");
+/// Eight writers sending 25 bodies of 5,000 lines each at once; (status, Retry-After) of
+/// every write. `/-/healthy` is asked while they write and must answer.
+fn flood(s: &Server) -> Vec<(u16, Option<String>)> {
     let body: String = (0..5000)
         .map(|i| {
             format!(
@@ -515,7 +513,7 @@ fn overload_gets_429_with_retry_after_and_health_stays_up() {
             )
         })
         .collect();
-    let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 scope.spawn(|| {
@@ -543,7 +541,19 @@ fn overload_gets_429_with_retry_after_and_health_stays_up() {
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect()
-    });
+    })
+}
+
+#[test]
+fn overload_gets_429_with_retry_after_and_health_stays_up() {
+    // A tiny queue: one batch at a time, and no waiting for room. Many writers at once must
+    // see back-pressure.
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(
+        &dir,
+        "[ingest]\nqueue_batches = 1\nretry_after_secs = 3\nqueue_wait = \"0s\"\n",
+    );
+    let statuses = flood(&s);
     let refused: Vec<_> = statuses.iter().filter(|(c, _)| *c == 429).collect();
     assert!(
         !refused.is_empty(),
@@ -556,6 +566,32 @@ fn overload_gets_429_with_retry_after_and_health_stays_up() {
         "{statuses:?}"
     );
     assert!(metric(&s.metrics(), "alertd_ingest_queue_full_total") >= refused.len() as f64);
+}
+
+#[test]
+fn a_write_waits_for_room_in_a_full_queue_instead_of_being_refused() {
+    // The same flood into the same one-batch queue, but writes may wait for room: each is
+    // held until the batch before it is evaluated, and every one is accepted the first time.
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    let s = Server::start(&dir, "[ingest]\nqueue_batches = 1\nqueue_wait = \"10s\"\n");
+    let statuses = flood(&s);
+    assert_eq!(statuses.len(), 200);
+    assert!(statuses.iter().all(|(c, _)| *c == 204), "{statuses:?}");
+    // Every point was evaluated: the rule saw all 1,000,000.
+    let want = 200.0 * 5000.0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let seen = metric(&s.metrics(), "alertd_rule_points_total{rule=\"cpu\"}");
+        if seen >= want {
+            assert_eq!(seen, want);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seen} of {want} points evaluated"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -21,8 +21,12 @@ use crate::rules::plan::{AlertSpec, DeadmanSpec, Level, Tmpl};
 const MAX_WEIGHT: f64 = 1.2;
 const WEIGHT_DIFF: f64 = 1.5;
 
+/// Levels an alert's history holds inline (Kapacitor's default history is 21); a longer
+/// `.history()` spills to the heap.
+type History = smallvec::SmallVec<[Level; 24]>;
+
 struct AlertState {
-    history: Box<[Level]>,
+    history: History,
     idx: usize,
     changed: bool,
     flapping: bool,
@@ -39,7 +43,7 @@ struct AlertState {
 impl AlertState {
     fn new(history: usize) -> Self {
         AlertState {
-            history: vec![Level::Ok; history.max(2)].into_boxed_slice(),
+            history: History::from_elem(Level::Ok, history.max(2)),
             idx: 0,
             changed: false,
             flapping: false,
@@ -182,7 +186,11 @@ impl AlertRt {
                 .iter()
                 .map(|(_, s)| {
                     std::mem::size_of::<AlertState>()
-                        + s.history.len()
+                        + if s.history.spilled() {
+                            s.history.len()
+                        } else {
+                            0
+                        }
                         + s.lambda_states
                             .iter()
                             .map(LambdaState::heap_bytes)

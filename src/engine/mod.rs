@@ -99,6 +99,9 @@ impl Forgotten {
     }
 }
 
+/// Rule sources a point goes to: (task, source) indexes.
+pub type Routes = SmallVec<[(u32, u32); 4]>;
+
 /// All rules, and the routing table from measurement to the rule sources that read it.
 pub struct Engine {
     tasks: Vec<Task>,
@@ -166,25 +169,42 @@ impl Engine {
         line: &L,
         time: i64,
     ) -> usize {
-        let measurement = line.measurement();
+        let mut routes = Routes::new();
+        self.routes(db, rp, line.measurement(), &mut routes);
+        self.process_routed(&routes, line, time)
+    }
+
+    /// The rule sources that take points of this database, retention policy and measurement,
+    /// appended to `out`: worked out once for the points of a batch that share them.
+    pub fn routes(&self, db: Option<&str>, rp: Option<&str>, measurement: &str, out: &mut Routes) {
         let routed = self
             .by_measurement
             .get(measurement)
             .map(|v| v.as_slice())
             .unwrap_or(&[]);
-        if routed.is_empty() && self.any_measurement.is_empty() {
+        for &(t, s) in routed.iter().chain(self.any_measurement.iter()) {
+            if self.tasks[t as usize].source_matches(s as usize, db, rp, measurement) {
+                out.push((t, s));
+            }
+        }
+    }
+
+    /// Feeds one point to the rule sources `routes` (from [`Engine::routes`] for the point's
+    /// database, retention policy and measurement). Returns how many took it.
+    pub fn process_routed<L: LineView + ?Sized>(
+        &mut self,
+        routes: &[(u32, u32)],
+        line: &L,
+        time: i64,
+    ) -> usize {
+        if routes.is_empty() {
             return 0;
         }
         let id = line.series_id();
-        let mut n = 0;
-        for &(t, s) in routed.iter().chain(self.any_measurement.iter()) {
-            let task = &mut self.tasks[t as usize];
-            if task.source_matches(s as usize, db, rp, measurement) {
-                task.ingest(s as usize, line, time, id);
-                n += 1;
-            }
+        for &(t, s) in routes {
+            self.tasks[t as usize].ingest(s as usize, line, time, id);
         }
-        n
+        routes.len()
     }
 
     /// Moves every rule's clock to at least `now` (deadman checks, group expiry).

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::engine::task::Restored;
-use crate::engine::{Engine, Forgotten, Task, TaskConfig, TaskStats};
+use crate::engine::{Engine, Forgotten, Routes, Task, TaskConfig, TaskStats};
 use crate::ingest::points::LayoutIds;
 use crate::ingest::write::{SPARE_POINTS, WriteBatch};
 use crate::manager::dispatch::{Msg, RuleEvent};
@@ -79,6 +79,7 @@ impl Queued {
             let depth = shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
             shared.queued_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
             shared.metrics.ingest_queue_depth.set(depth as i64);
+            shared.room.notify_waiters();
         }
     }
 }
@@ -301,8 +302,8 @@ struct State {
     engine: Engine,
     status: Vec<RuleStatus>,
     last_stats: FxHashMap<String, TaskStats>,
-    /// Scratch: which measurements of the current batch this shard reads.
-    wanted: Vec<bool>,
+    /// Scratch: the rule sources of this shard that take each measurement of the current batch.
+    wanted: Vec<Routes>,
     /// Ids of the field-key layouts seen, for the engine's per-series field cache.
     layouts: LayoutIds,
 }
@@ -346,24 +347,26 @@ impl State {
     }
 
     fn write(&mut self, b: &WriteBatch) {
-        // Which of the batch's measurements this shard reads, and the shard's ids of the batch's
+        // Which rule sources of this shard take each of the batch's measurements (they share
+        // the batch's database and retention policy), and the shard's ids of the batch's
         // field-key layouts, decided once per batch.
         self.wanted.clear();
-        self.wanted
-            .extend(b.lines.measurements().map(|m| self.engine.wants(m)));
+        for m in b.lines.measurements() {
+            let mut routes = Routes::new();
+            self.engine.routes(Some(&b.db), Some(&b.rp), m, &mut routes);
+            self.wanted.push(routes);
+        }
         self.layouts.start_batch(&b.lines);
         let mut n = 0u64;
         for p in b.lines.iter() {
-            if !self
-                .wanted
-                .get(p.measurement_index())
-                .copied()
-                .unwrap_or(false)
-            {
+            let Some(routes) = self.wanted.get(p.measurement_index()) else {
+                continue;
+            };
+            if routes.is_empty() {
                 continue;
             }
             self.engine
-                .process(Some(&b.db), Some(&b.rp), &self.layouts.point(p), p.time());
+                .process_routed(routes, &self.layouts.point(p), p.time());
             n += 1;
         }
         self.shared.metrics.engine_points.inc_by(n);

@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -119,7 +119,7 @@ async fn write_v1(
     State(s): State<Arc<Shared>>,
     Query(q): Query<V1Params>,
     headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
     let Some(db) = q.db.filter(|d| !d.is_empty()) else {
         return finish(&s, "write", Err(WriteError::MissingParameter("db")));
@@ -127,6 +127,11 @@ async fn write_v1(
     let rp =
         q.rp.filter(|r| !r.is_empty())
             .unwrap_or_else(|| "autogen".to_string());
+    let deadline = tokio::time::Instant::now() + s.config.ingest.queue_wait;
+    let body = match admit(&s, "write", req, deadline).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let r = ingest(
         &s,
         "write",
@@ -136,6 +141,7 @@ async fn write_v1(
         &headers,
         body,
     );
+    let r = queue(&s, r, deadline).await;
     finish(&s, "write", r)
 }
 
@@ -143,7 +149,7 @@ async fn write_v2(
     State(s): State<Arc<Shared>>,
     Query(q): Query<V2Params>,
     headers: HeaderMap,
-    body: Bytes,
+    req: Request,
 ) -> Response {
     let Some(bucket) = q.bucket.filter(|b| !b.is_empty()) else {
         return finish(
@@ -158,6 +164,11 @@ async fn write_v2(
         Some((d, _)) => (d.to_string(), "autogen".to_string()),
         None => (bucket, "autogen".to_string()),
     };
+    let deadline = tokio::time::Instant::now() + s.config.ingest.queue_wait;
+    let body = match admit(&s, "api_v2_write", req, deadline).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let r = ingest(
         &s,
         "api_v2_write",
@@ -167,7 +178,31 @@ async fn write_v2(
         &headers,
         body,
     );
+    let r = queue(&s, r, deadline).await;
     finish(&s, "api_v2_write", r)
+}
+
+/// Waits (up to `[ingest] queue_wait`) for room in the engine queue, then reads the body: a
+/// write that arrives while the rules engine is behind is held instead of refused at once, and
+/// its body stays unread until it can be queued. Err is the response to send: 429 when the
+/// wait ran out, or the body's rejection (413 over the size limit).
+async fn admit(
+    s: &Arc<Shared>,
+    endpoint: &str,
+    req: Request,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, Response> {
+    let room = s.wait_for_room(0, deadline).await;
+    // The body is read even when refused: an HTTP/1.1 client still sending it would otherwise
+    // see the connection closed instead of the answer.
+    let body = Bytes::from_request(req, s)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    if !room {
+        s.metrics.ingest_queue_full.inc();
+        return Err(finish(s, endpoint, Ok(Outcome::Busy)));
+    }
+    Ok(body)
 }
 
 /// What a write turned into.
@@ -182,6 +217,66 @@ enum Outcome {
     },
     /// The engine queue is full.
     Busy,
+    /// Validated, and waiting for room in the engine queue.
+    Waiting(Box<Waiting>),
+}
+
+/// A validated write the engine queue had no room for yet.
+struct Waiting {
+    batch: crate::ingest::write::WriteBatch,
+    endpoint: EndpointLabel,
+    accepted: u64,
+    rejected: u64,
+    problems: Vec<crate::ingest::write::LineProblem>,
+}
+
+/// The outcome of a write whose points are queued (or that had none to queue).
+fn queued(
+    s: &Shared,
+    endpoint: &EndpointLabel,
+    accepted: u64,
+    rejected: u64,
+    problems: Vec<crate::ingest::write::LineProblem>,
+) -> Outcome {
+    s.metrics
+        .points_accepted
+        .get_or_create(endpoint)
+        .inc_by(accepted);
+    if rejected == 0 {
+        Outcome::Accepted
+    } else {
+        Outcome::Partial {
+            accepted,
+            rejected,
+            problems,
+        }
+    }
+}
+
+/// Queues a write that found the queue full, waiting for room until `deadline`; Busy (and the
+/// batch dropped) if there is none by then.
+async fn queue(
+    s: &Shared,
+    r: Result<Outcome, WriteError>,
+    deadline: tokio::time::Instant,
+) -> Result<Outcome, WriteError> {
+    let Ok(Outcome::Waiting(mut w)) = r else {
+        return r;
+    };
+    loop {
+        if s.wait_for_room(w.batch.bytes(), deadline).await {
+            match s.submit(w.batch) {
+                Ok(()) => {
+                    return Ok(queued(s, &w.endpoint, w.accepted, w.rejected, w.problems));
+                }
+                Err(b) => w.batch = *b,
+            }
+        } else {
+            s.metrics.ingest_queue_full.inc();
+            crate::ingest::write::SPARE_POINTS.put(w.batch.lines);
+            return Ok(Outcome::Busy);
+        }
+    }
 }
 
 fn ingest(
@@ -212,15 +307,26 @@ fn ingest(
 /// to `/write?db={db}`; false when the engine queue is full (the points are dropped, counted as
 /// a rejected write of `endpoint`).
 pub(crate) fn ingest_internal(s: &Shared, endpoint: &str, db: &str, lines: String) -> bool {
-    let r = ingest_decoded(
+    if !s.has_room() {
+        s.metrics.ingest_queue_full.inc();
+        return false;
+    }
+    match ingest_decoded(
         s,
         endpoint,
         db,
         "autogen",
         Precision::Nanoseconds,
         Bytes::from(lines),
-    );
-    !matches!(r, Outcome::Busy)
+    ) {
+        Outcome::Busy => false,
+        Outcome::Waiting(w) => {
+            s.metrics.ingest_queue_full.inc();
+            crate::ingest::write::SPARE_POINTS.put(w.batch.lines);
+            false
+        }
+        _ => true,
+    }
 }
 
 /// Validates a decoded line-protocol body and queues it for the engine.
@@ -241,10 +347,6 @@ fn ingest_decoded(
         .inc_by(body.len() as u64);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Outcome::Accepted;
-    }
-    if !s.has_room() {
-        s.metrics.ingest_queue_full.inc();
-        return Outcome::Busy;
     }
     let filter = s
         .filter
@@ -282,21 +384,18 @@ fn ingest_decoded(
         .points_rejected
         .get_or_create(&ep)
         .inc_by(v.rejected);
-    if !v.batch.lines.is_empty() && !s.submit(v.batch) {
-        return Outcome::Busy;
+    if v.batch.lines.is_empty() {
+        return queued(s, &ep, v.accepted, v.rejected, v.problems);
     }
-    s.metrics
-        .points_accepted
-        .get_or_create(&ep)
-        .inc_by(v.accepted);
-    if v.rejected == 0 {
-        Outcome::Accepted
-    } else {
-        Outcome::Partial {
+    match s.submit(v.batch) {
+        Ok(()) => queued(s, &ep, v.accepted, v.rejected, v.problems),
+        Err(batch) => Outcome::Waiting(Box::new(Waiting {
+            batch: *batch,
+            endpoint: ep,
             accepted: v.accepted,
             rejected: v.rejected,
             problems: v.problems,
-        }
+        })),
     }
 }
 
@@ -312,10 +411,15 @@ struct PromParams {
 async fn prom_write(
     State(s): State<Arc<Shared>>,
     Query(q): Query<PromParams>,
-    body: Bytes,
+    req: Request,
 ) -> Response {
     use crate::ingest::prom_remote::{RemoteWriteError, decode, to_line_protocol};
     let endpoint = "prom_write";
+    let deadline = tokio::time::Instant::now() + s.config.ingest.queue_wait;
+    let body = match admit(&s, endpoint, req, deadline).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let db =
         q.db.filter(|d| !d.is_empty())
             .unwrap_or_else(|| "prometheus".to_string());
@@ -337,6 +441,7 @@ async fn prom_write(
         Err(RemoteWriteError::TooLarge { limit }) => Err(WriteError::TooLarge { limit }),
         Err(e) => Err(WriteError::BadBody(e.to_string())),
     };
+    let outcome = queue(&s, outcome, deadline).await;
     finish(&s, endpoint, outcome)
 }
 
@@ -360,7 +465,7 @@ fn finish(s: &Shared, endpoint: &str, r: Result<Outcome, WriteError>) -> Respons
             });
             (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
         }
-        Ok(Outcome::Busy) => {
+        Ok(Outcome::Busy | Outcome::Waiting(_)) => {
             let mut r = error_json(
                 StatusCode::TOO_MANY_REQUESTS,
                 "the rules engine is behind: retry later",

@@ -79,6 +79,8 @@ pub struct Shared {
     pub queued: AtomicUsize,
     /// Body bytes of the queued batches.
     pub queued_bytes: AtomicUsize,
+    /// Woken when a batch leaves the queue: writes waiting for room try again.
+    pub room: tokio::sync::Notify,
     /// Measurements some rule reads (the union of the shards', replaced on reload).
     pub filter: RwLock<Arc<MeasurementFilter>>,
     /// Each shard's measurement filter.
@@ -192,14 +194,39 @@ impl Shared {
     /// Whether the queue has room for another batch now. Write handlers ask before parsing a
     /// body, so a body that would be refused with 429 anyway costs no parsing.
     pub fn has_room(&self) -> bool {
+        self.fits(0)
+    }
+
+    /// Whether a batch of `size` bytes would be queued now (as [`Shared::submit`] decides): one
+    /// batch always fits, so a body under the size limit is never refused forever.
+    fn fits(&self, size: usize) -> bool {
         let depth = self.queued.load(Ordering::Relaxed);
         depth == 0
             || (depth < self.config.ingest.queue_batches
-                && self.queued_bytes.load(Ordering::Relaxed) < self.config.ingest.queue_bytes)
+                && self.queued_bytes.load(Ordering::Relaxed) + size
+                    <= self.config.ingest.queue_bytes)
     }
 
-    /// Queues a batch for every engine shard without waiting; false when the queue is full.
-    pub fn submit(&self, batch: WriteBatch) -> bool {
+    /// Waits until `deadline` at the latest for room for a batch of `size` bytes (0 while its
+    /// size is not known yet); whether there is room.
+    pub async fn wait_for_room(&self, size: usize, deadline: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the check, so a batch leaving in between is not missed.
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.fits(size) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.fits(size);
+            }
+        }
+    }
+
+    /// Queues a batch for every engine shard without waiting; gives it back when the queue is
+    /// full.
+    pub fn submit(&self, batch: WriteBatch) -> Result<(), Box<WriteBatch>> {
         // Count before sending: a shard may finish the batch (and decrement) at once.
         let size = batch.bytes();
         let depth = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
@@ -210,9 +237,7 @@ impl Shared {
         if over {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.metrics.ingest_queue_full.inc();
-            crate::ingest::write::SPARE_POINTS.put(batch.lines);
-            return false;
+            return Err(Box::new(batch));
         }
         let q = Arc::new(engine_thread::Queued::new(batch, size, self.work.len()));
         for w in &self.work {
@@ -223,7 +248,7 @@ impl Shared {
             }
         }
         self.metrics.ingest_queue_depth.set(depth as i64);
-        true
+        Ok(())
     }
 
     /// Reloads the receivers directory; on an error the receivers in force stay.
@@ -360,6 +385,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
         work: work_tx,
         queued: AtomicUsize::new(0),
         queued_bytes: AtomicUsize::new(0),
+        room: tokio::sync::Notify::new(),
         filter: RwLock::new(Arc::new(MeasurementFilter::everything())),
         shard_filters: std::sync::Mutex::new(vec![MeasurementFilter::union(&[]); shards]),
         rules: RwLock::new(vec![Vec::new(); shards + 1]),
