@@ -327,8 +327,9 @@ pub struct RulesConfig {
     /// the wall clock; deadman checks also allow points this late (e.g. `5s`).
     #[serde(with = "duration_str")]
     pub grace: Duration,
-    /// Threads evaluating rules; rules are spread over them by the measurement they read.
-    /// 0 means one per CPU core.
+    /// Threads evaluating rules. A rule grouped by the host tag runs on every thread, each
+    /// taking its share of the hosts; another rule runs on the thread chosen by the measurement
+    /// it reads. 0 means one per CPU core.
     pub engine_threads: usize,
 }
 

@@ -78,6 +78,11 @@ pub trait LineView {
     fn field_layout(&self) -> Option<u32> {
         None
     }
+    /// [`super::host_hash`] of the value of the host tag `tag` (the configured `[hosts] tag`;
+    /// lines parsed by the write handler carry it already).
+    fn host_hash(&self, tag: &str) -> u64 {
+        super::host_hash(self.tag(tag).unwrap_or(""))
+    }
 }
 
 impl LineView for ParsedLine<'_> {

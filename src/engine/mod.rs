@@ -48,6 +48,14 @@ pub fn series_id(key: &str) -> SeriesId {
     }
 }
 
+/// The hash that places a host's points on an engine shard ([`Partition`]); a point without
+/// the host tag counts as the empty name.
+pub fn host_hash(host: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(host.as_bytes());
+    h.finish()
+}
+
 /// The set of measurements some rule reads.
 #[derive(Debug, Clone)]
 pub struct MeasurementFilter {
@@ -99,6 +107,53 @@ impl Forgotten {
     }
 }
 
+/// How a rule that groups by the host tag is split over several engines: each runs its own
+/// instance of the rule and takes the points of its share of the hosts, so every group (and all
+/// its state) lives in exactly one engine.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// The tag naming hosts.
+    pub tag: Box<str>,
+    /// This engine's share, `0..count`.
+    pub index: u64,
+    /// Number of engines sharing the rules.
+    pub count: u64,
+}
+
+impl Partition {
+    /// The share of a host, from its [`host_hash`].
+    pub fn share_of(&self, host_hash: u64) -> u64 {
+        // The high bits of the product: FxHash's low bits are poorly mixed.
+        ((u128::from(host_hash) * u128::from(self.count)) >> 64) as u64
+    }
+
+    fn owns<L: LineView + ?Sized>(&self, line: &L) -> bool {
+        self.share_of(line.host_hash(&self.tag)) == self.index
+    }
+}
+
+/// Whether every group of the rule has a single value of `tag`, so that its instances on
+/// several engines, each fed the points of its own hosts, together do what one instance fed
+/// every point does: one `from()`, grouped by `tag` (or by every tag without excluding it), no
+/// later `groupBy` that drops it, and no stateful function in the `from()` filter (whose state
+/// spans groups).
+pub fn splits_by_tag(plan: &TaskPlan, tag: &str) -> bool {
+    let has = |g: &crate::rules::plan::GroupSpec| {
+        (g.all && !g.exclude.iter().any(|e| e == tag)) || g.tags.iter().any(|t| t == tag)
+    };
+    let mut sources = plan.sources();
+    let Some((_, from)) = sources.next() else {
+        return false;
+    };
+    sources.next().is_none()
+        && from.filter.as_ref().is_none_or(|f| !f.is_stateful())
+        && plan.nodes.iter().all(|n| match &n.kind {
+            crate::rules::plan::NodeKind::From(f) => has(&f.group),
+            crate::rules::plan::NodeKind::GroupBy(g) => has(g),
+            _ => true,
+        })
+}
+
 /// Rule sources a point goes to: (task, source) indexes.
 pub type Routes = SmallVec<[(u32, u32); 4]>;
 
@@ -107,6 +162,10 @@ pub struct Engine {
     tasks: Vec<Task>,
     by_measurement: FxHashMap<Box<str>, SmallVec<[(u32, u32); 4]>>,
     any_measurement: Vec<(u32, u32)>,
+    /// This engine's share of the hosts, for the rules in `split`.
+    partition: Option<Partition>,
+    /// Per task: whether it runs on only this engine's share of the hosts.
+    split: Vec<bool>,
 }
 
 impl Engine {
@@ -135,10 +194,25 @@ impl Engine {
             }
         }
         Engine {
+            split: vec![false; tasks.len()],
             tasks,
             by_measurement,
             any_measurement,
+            partition: None,
         }
+    }
+
+    /// Makes the tasks for which `split` is true take only the points of this engine's share of
+    /// the hosts (see [`Partition`]).
+    pub fn split_by(&mut self, partition: Partition, split: Vec<bool>) {
+        debug_assert_eq!(split.len(), self.tasks.len());
+        self.split = split;
+        self.partition = Some(partition);
+    }
+
+    /// Whether a task runs on only this engine's share of the hosts.
+    pub fn is_split(&self, task: usize) -> bool {
+        self.split.get(task).copied().unwrap_or(false)
     }
 
     /// The running rules.
@@ -201,10 +275,20 @@ impl Engine {
             return 0;
         }
         let id = line.series_id();
+        let mut n = 0;
+        // Whether the point's host is this engine's, worked out once and only if needed.
+        let mut mine: Option<bool> = None;
         for &(t, s) in routes {
+            if self.split[t as usize]
+                && let Some(p) = &self.partition
+                && !*mine.get_or_insert_with(|| p.owns(line))
+            {
+                continue;
+            }
             self.tasks[t as usize].ingest(s as usize, line, time, id);
+            n += 1;
         }
-        routes.len()
+        n
     }
 
     /// Moves every rule's clock to at least `now` (deadman checks, group expiry).
@@ -384,6 +468,80 @@ mod tests {
         // Resumed, a's next interval with points is a recovery; forgotten, a is new and OK.
         assert_eq!(restart(false), [("dead/a".to_string(), "OK")]);
         assert_eq!(restart(true), []);
+    }
+
+    #[test]
+    fn rules_grouped_by_host_split_over_engines() {
+        let splits = |body: &str| {
+            let rule = format!("stream|from().measurement('m'){body}|alert().crit(lambda: TRUE)");
+            splits_by_tag(&compile_source("r", &rule).unwrap(), "host")
+        };
+        assert!(splits(".groupBy('host')"));
+        assert!(splits(".groupBy('host', 'path')"));
+        assert!(splits(".groupBy(*)"));
+        assert!(splits(".groupBy('host')|groupBy('host', 'cpu')"));
+        assert!(splits(
+            ".groupBy('host').where(lambda: \"cpu\" == 'cpu-total')"
+        ));
+        // Groups that span hosts, and a filter whose state spans groups, stay on one engine.
+        assert!(!splits(""));
+        assert!(!splits(".groupBy('path')"));
+        assert!(!splits(".groupBy('host')|groupBy(*).exclude('host')"));
+        assert!(!splits(".groupBy('host')|groupBy('dc')"));
+        assert!(!splits(
+            ".groupBy('host').where(lambda: sigma(\"v\") > 3.0)"
+        ));
+    }
+
+    #[test]
+    fn two_engines_with_a_share_of_the_hosts_each_fire_as_one_engine() {
+        let rule = "stream|from().measurement('m').groupBy('host')|window().period(10s).every(10s)|mean('v').as('v')|alert().id('{{ index .Tags \"host\" }}').warn(lambda: \"v\" > 5.0).crit(lambda: \"v\" > 8.0)";
+        let plan = Arc::new(compile_source("w", rule).unwrap());
+        let lines: Vec<(String, i64)> = (0..60i64)
+            .flat_map(|t| {
+                (0..40).map(move |h| {
+                    (
+                        format!("m,host=h{h} v={} {}", (t / 10 * 3 + h) % 10, t * S),
+                        t * S,
+                    )
+                })
+            })
+            .collect();
+        let run = |engine: &mut Engine| {
+            for (l, t) in &lines {
+                engine.process(None, None, &parse_line(l, 1).unwrap(), *t);
+            }
+            engine.flush();
+            let mut ev: Vec<_> = engine
+                .drain_events()
+                .iter()
+                .map(|e| (e.id.clone(), e.level.as_str(), e.time))
+                .collect();
+            ev.sort();
+            ev
+        };
+        let mut one = Engine::new(vec![plan.clone()], &TaskConfig::default());
+        let all = run(&mut one);
+        assert!(all.len() > 40, "{}", all.len());
+        let mut shares = Vec::new();
+        let mut groups = 0;
+        for index in 0..2 {
+            let mut e = Engine::new(vec![plan.clone()], &TaskConfig::default());
+            e.split_by(
+                Partition {
+                    tag: "host".into(),
+                    index,
+                    count: 2,
+                },
+                vec![true],
+            );
+            shares.extend(run(&mut e));
+            groups += e.tasks()[0].groups();
+            assert!(e.tasks()[0].groups() > 5, "each engine has a fair share");
+        }
+        shares.sort();
+        assert_eq!(shares, all);
+        assert_eq!(groups, one.tasks()[0].groups());
     }
 
     #[test]

@@ -35,6 +35,24 @@ fn should_log(count: u64) -> bool {
 }
 
 impl TaskStats {
+    /// Adds another instance's counters (a rule split over engine shards); the first error
+    /// is kept.
+    pub fn add(&mut self, other: &TaskStats) {
+        self.points_in += other.points_in;
+        self.points_matched += other.points_matched;
+        for (a, b) in self.events.iter_mut().zip(other.events) {
+            *a += b;
+        }
+        self.missing_field += other.missing_field;
+        self.type_error += other.type_error;
+        self.template_error += other.template_error;
+        self.groups_expired += other.groups_expired;
+        self.window_overflow += other.window_overflow;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+
     /// Counts an expression error.
     pub fn error(&mut self, task: &str, e: &EvalError) {
         match e {

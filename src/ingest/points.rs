@@ -53,6 +53,8 @@ struct Entry {
     time: i64,
     /// The raw series key (measurement and tags as written).
     key: Span,
+    /// [`crate::engine::host_hash`] of the host tag's value.
+    host: u64,
     /// Index into [`Points::measurements`].
     measurement: u32,
     /// Index into [`Points::layouts`], or [`NO_LAYOUT`].
@@ -168,8 +170,16 @@ impl Points {
     }
 
     /// Adds a parsed line. `line` is its text, which the text set by [`Points::set_text`] will
-    /// hold at byte `at`; `time` is in nanoseconds. Returns false (adding nothing) when the text is too large to address.
-    pub fn push(&mut self, line: &str, at: usize, parsed: &ParsedLine<'_>, time: i64) -> bool {
+    /// hold at byte `at`; `time` is in nanoseconds; `host` is the [`crate::engine::host_hash`]
+    /// of its host tag. Returns false (adding nothing) when the text is too large to address.
+    pub fn push(
+        &mut self,
+        line: &str,
+        at: usize,
+        parsed: &ParsedLine<'_>,
+        time: i64,
+        host: u64,
+    ) -> bool {
         if at + line.len() > MAX_TEXT {
             return false;
         }
@@ -226,6 +236,7 @@ impl Points {
         self.entries.push(Entry {
             id: crate::engine::series_id(key),
             time,
+            host,
             key: Span {
                 start: (key.as_ptr() as usize - base + at) as u32,
                 len: key.len() as u32,
@@ -316,6 +327,12 @@ impl LineView for PointRef<'_> {
     #[inline]
     fn series_id(&self) -> SeriesId {
         self.e.id
+    }
+
+    /// Of the tag the write handler was given as the host tag.
+    #[inline]
+    fn host_hash(&self, _tag: &str) -> u64 {
+        self.e.host
     }
 
     #[inline]
@@ -435,6 +452,11 @@ impl LineView for LaidOut<'_> {
     }
 
     #[inline]
+    fn host_hash(&self, tag: &str) -> u64 {
+        self.p.host_hash(tag)
+    }
+
+    #[inline]
     fn tags(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
         self.p.tags()
     }
@@ -535,7 +557,7 @@ mod tests {
         let mut at = 0;
         for (i, line) in text.lines().enumerate() {
             let parsed = parse_line(line, 1).unwrap();
-            assert!(pts.push(line, at, &parsed, i as i64));
+            assert!(pts.push(line, at, &parsed, i as i64, 0));
             at += line.len() + 1;
         }
         pts.set_text(text.to_string());
@@ -572,7 +594,7 @@ mod tests {
         let pool = PointsPool::default();
         let mut pts = Points::new(pool.take());
         let line = "m v=1 1";
-        assert!(pts.push(line, 0, &parse_line(line, 1).unwrap(), 1));
+        assert!(pts.push(line, 0, &parse_line(line, 1).unwrap(), 1, 0));
         pts.set_text(line.to_string());
         let cap = pts.fields.capacity();
         pool.put(pts);

@@ -136,12 +136,15 @@ pub fn validate(
 ) -> Validated {
     // An agent's lines name the same host, so consecutive repeats are skipped cheaply.
     let mut hosts: Vec<String> = Vec::new();
+    // Notes the line's host; returns its hash, which places the point on an engine shard.
     let mut note_host = |p: &ParsedLine<'_>| {
-        if let Some(h) = p.tag(host_tag)
+        let h = p.tag(host_tag);
+        if let Some(h) = h
             && hosts.last().is_none_or(|l| l != h)
         {
             hosts.push(h.to_string());
         }
+        crate::engine::host_hash(h.unwrap_or(""))
     };
     let mut points = Points::new(SPARE_POINTS.take());
     let mut problems = Vec::new();
@@ -159,13 +162,13 @@ pub fn validate(
         };
     // Keeps a valid line for the engine when a rule reads it; `at` is where the batch text
     // holds it.
-    let keep = |points: &mut Points, line: &str, at: usize, p: &ParsedLine<'_>| {
+    let keep = |points: &mut Points, line: &str, at: usize, p: &ParsedLine<'_>, host: u64| {
         if filter.wants(p.measurement.as_str()) {
             let t = p
                 .timestamp
                 .and_then(|ts| precision.to_nanos(ts))
                 .unwrap_or(now);
-            if !points.push(line, at, p, t) {
+            if !points.push(line, at, p, t, host) {
                 tracing::warn!("A line beyond the first 2 GiB of a request body is not evaluated.");
             }
         }
@@ -189,9 +192,9 @@ pub fn validate(
                             continue;
                         }
                         accepted += 1;
-                        note_host(&p);
+                        let host = note_host(&p);
                         let at = line.as_ptr() as usize - text.as_ptr() as usize;
-                        keep(&mut points, line, at, &p);
+                        keep(&mut points, line, at, &p, host);
                     }
                     Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),
                 }
@@ -233,12 +236,12 @@ pub fn validate(
                             }
                             Ok(p) => {
                                 accepted += 1;
-                                note_host(&p);
+                                let host = note_host(&p);
                                 if filter.wants(p.measurement.as_str()) {
                                     let at = copy.len();
                                     copy.push_str(s);
                                     copy.push('\n');
-                                    keep(&mut points, s, at, &p);
+                                    keep(&mut points, s, at, &p, host);
                                 }
                             }
                             Err(e) => reject(e.line, e.column, e.kind.to_string(), &mut problems),

@@ -2,10 +2,16 @@
 //! write batches from a bounded queue, runs the wall-clock housekeeping once a second, applies
 //! reloads, and hands alert events to the storage writer.
 //!
-//! Rules are independent, so they are spread over the shards to use every core. A rule's shard
-//! follows from the measurement it reads, so rules on the same measurement share a shard and a
-//! rule stays on its shard across reloads. Every shard sees every batch, already parsed by the
-//! write handler, and skips the points of measurements it does not read.
+//! Rules are independent, so they are spread over the shards to use every core. A rule whose
+//! groups each belong to one host (grouped by the `[hosts] tag`, see
+//! [`crate::engine::splits_by_tag`]) runs on every shard, each instance taking the points of its
+//! share of the hosts (by a hash the write handler computes per point), so the load is even
+//! whatever the mix of rules and every group still lives in one place. Any other rule runs on
+//! one shard, chosen by the measurement it reads, so rules on the same measurement share a shard.
+//! Either way a rule keeps its place across reloads while its source is unchanged. Every shard
+//! sees every batch, already parsed by the write handler, and skips the points of measurements
+//! it does not read. Counters of a split rule are summed over its instances for the API and
+//! `/metrics`.
 //!
 //! Retiring a host sends every shard a [`Work::Forget`], which drops the host's groups in every
 //! rule before its alerts are resolved.
@@ -26,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::engine::task::Restored;
-use crate::engine::{Engine, Forgotten, Routes, Task, TaskConfig, TaskStats};
+use crate::engine::{Engine, Forgotten, Partition, Routes, Task, TaskConfig, TaskStats};
 use crate::ingest::points::LayoutIds;
 use crate::ingest::write::{SPARE_POINTS, WriteBatch};
 use crate::manager::dispatch::{Msg, RuleEvent};
@@ -267,6 +273,8 @@ impl EngineThreads {
                 last_stats: FxHashMap::default(),
                 wanted: Vec::new(),
                 layouts: LayoutIds::default(),
+                engine_split: Default::default(),
+                last_groups: FxHashMap::default(),
             };
             state.apply(loaded.clone(), Some(restore.clone()));
             handles.push(
@@ -306,6 +314,10 @@ struct State {
     wanted: Vec<Routes>,
     /// Ids of the field-key layouts seen, for the engine's per-series field cache.
     layouts: LayoutIds,
+    /// Rules this shard runs on its share of the hosts only.
+    engine_split: rustc_hash::FxHashSet<String>,
+    /// Live groups of each rule as last published (this shard's share).
+    last_groups: FxHashMap<String, i64>,
 }
 
 impl State {
@@ -409,11 +421,22 @@ impl State {
         let mut tasks = Vec::new();
         let mut status = Vec::new();
         let mut failed = false;
+        let host_tag = self.shared.config.hosts.tag.as_str();
+        let mut split = Vec::new();
         for rule in loaded {
-            // A rule that loads runs on its shard; one that fails stays where its old version runs.
-            let mine = match &rule.result {
-                Ok(plan) => shard_of(plan, self.shards) == self.index,
-                Err(_) => old.contains_key(&rule.name),
+            // A rule grouped by host runs on every shard, each taking its share of the hosts;
+            // another rule that loads runs on its shard; one that fails stays where its old
+            // version runs.
+            let (mine, splits) = match &rule.result {
+                Ok(plan) if self.shards > 1 && crate::engine::splits_by_tag(plan, host_tag) => {
+                    (true, true)
+                }
+                Ok(plan) => (shard_of(plan, self.shards) == self.index, false),
+                Err(_) => (
+                    old.contains_key(&rule.name),
+                    old.get(&rule.name)
+                        .is_some_and(|t| self.engine_split.contains(t.name())),
+                ),
             };
             if !mine {
                 continue;
@@ -450,15 +473,37 @@ impl State {
             };
             st.running = true;
             tasks.push(task);
+            split.push(splits);
             status.push(st);
         }
         for name in old.keys() {
             tracing::info!(rule = %name, "Rule removed from this engine shard.");
+            if let Some(last) = self.last_groups.remove(name) {
+                self.shared
+                    .metrics
+                    .rule_groups
+                    .get_or_create(&super::metrics::RuleLabel { rule: name.clone() })
+                    .dec_by(last);
+            }
         }
         if failed {
             self.shared.metrics.reload_failures.inc();
         }
+        self.engine_split = tasks
+            .iter()
+            .zip(&split)
+            .filter(|(_, s)| **s)
+            .map(|(t, _)| t.name().to_string())
+            .collect();
         self.engine = Engine::from_tasks(tasks);
+        self.engine.split_by(
+            Partition {
+                tag: host_tag.into(),
+                index: self.index as u64,
+                count: self.shards as u64,
+            },
+            split,
+        );
         self.shared
             .set_shard_filter(self.index, self.engine.measurement_filter());
         for s in &status {
@@ -484,9 +529,11 @@ impl State {
                 .filter(|b| b.points_in <= t.stats().points_in)
                 .cloned()
                 .unwrap_or_default();
+            let groups = t.groups() as i64;
+            let last = self.last_groups.insert(name.clone(), groups).unwrap_or(0);
             self.shared
                 .metrics
-                .add_rule_delta(&name, t.stats(), &before, t.groups());
+                .add_rule_delta(&name, t.stats(), &before, groups - last);
             self.last_stats.insert(name.clone(), t.stats().clone());
             if let Some(s) = self.status.iter_mut().find(|s| s.name == name) {
                 s.stats = t.stats().clone();

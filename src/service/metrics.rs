@@ -481,8 +481,9 @@ impl Metrics {
         m
     }
 
-    /// Adds a rule's counter growth since `before`.
-    pub fn add_rule_delta(&self, rule: &str, now: &TaskStats, before: &TaskStats, groups: usize) {
+    /// Adds a rule's counter growth since `before`, and the change in its live groups (a rule
+    /// split over several engine shards has a share of its groups on each).
+    pub fn add_rule_delta(&self, rule: &str, now: &TaskStats, before: &TaskStats, groups: i64) {
         let r = RuleLabel {
             rule: rule.to_string(),
         };
@@ -492,7 +493,7 @@ impl Metrics {
         self.rule_matched
             .get_or_create(&r)
             .inc_by(now.points_matched.saturating_sub(before.points_matched));
-        self.rule_groups.get_or_create(&r).set(groups as i64);
+        self.rule_groups.get_or_create(&r).inc_by(groups);
         for (i, level) in ["OK", "INFO", "WARNING", "CRITICAL"].iter().enumerate() {
             let d = now.events[i].saturating_sub(before.events[i]);
             self.rule_events

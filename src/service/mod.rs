@@ -134,6 +134,15 @@ impl Shared {
             .map(|r| r.iter().flatten().cloned().collect())
             .unwrap_or_default();
         all.sort_by(|a, b| a.name.cmp(&b.name));
+        // A rule split by host runs on every shard: one entry with the counters summed.
+        all.dedup_by(|later, first| {
+            if later.name != first.name {
+                return false;
+            }
+            first.stats.add(&later.stats);
+            first.groups += later.groups;
+            true
+        });
         all
     }
 
