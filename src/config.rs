@@ -298,8 +298,9 @@ pub struct IngestConfig {
     /// Seconds a client is told to wait (`Retry-After`) when the queue is full.
     pub retry_after_secs: u64,
     /// How long a write that arrives while the queue is full waits for room before it gets
-    /// 429 (e.g. `1s`; `0s` refuses at once). Its body is not read while it waits, so waiting
-    /// writes hold no memory, and the client sends the batch once instead of retrying it.
+    /// 429 (e.g. `1s`; `0s` refuses at once). Its body is read only once there is room, each
+    /// batch leaving the queue lets one waiting write through, and the client sends the batch
+    /// once instead of retrying it.
     #[serde(with = "duration_str")]
     pub queue_wait: Duration,
 }

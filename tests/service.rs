@@ -566,6 +566,15 @@ fn overload_gets_429_with_retry_after_and_health_stays_up() {
         "{statuses:?}"
     );
     assert!(metric(&s.metrics(), "alertd_ingest_queue_full_total") >= refused.len() as f64);
+    // A refused write is not counted: the client sends it again.
+    let ok = statuses.iter().filter(|(c, _)| *c == 204).count() as f64;
+    assert_eq!(
+        metric(
+            &s.metrics(),
+            "alertd_points_received_total{endpoint=\"write\"}"
+        ),
+        ok * 5000.0
+    );
 }
 
 #[test]

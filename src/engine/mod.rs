@@ -130,14 +130,21 @@ impl Partition {
     fn owns<L: LineView + ?Sized>(&self, line: &L) -> bool {
         self.share_of(line.host_hash(&self.tag)) == self.index
     }
+
+    /// Whether this engine evaluates the groups of a host.
+    pub fn owns_host(&self, host: &str) -> bool {
+        self.share_of(host_hash(host)) == self.index
+    }
 }
 
 /// Whether every group of the rule has a single value of `tag`, so that its instances on
 /// several engines, each fed the points of its own hosts, together do what one instance fed
 /// every point does: one `from()`, grouped by `tag` (or by every tag without excluding it), no
-/// later `groupBy` that drops it, and no stateful function in the `from()` filter (whose state
+/// later `groupBy` that drops it, no node that sets or deletes the tag (which a later grouping
+/// could then mix across hosts), and no stateful function in the `from()` filter (whose state
 /// spans groups).
 pub fn splits_by_tag(plan: &TaskPlan, tag: &str) -> bool {
+    use crate::rules::plan::NodeKind;
     let has = |g: &crate::rules::plan::GroupSpec| {
         (g.all && !g.exclude.iter().any(|e| e == tag)) || g.tags.iter().any(|t| t == tag)
     };
@@ -148,10 +155,37 @@ pub fn splits_by_tag(plan: &TaskPlan, tag: &str) -> bool {
     sources.next().is_none()
         && from.filter.as_ref().is_none_or(|f| !f.is_stateful())
         && plan.nodes.iter().all(|n| match &n.kind {
-            crate::rules::plan::NodeKind::From(f) => has(&f.group),
-            crate::rules::plan::NodeKind::GroupBy(g) => has(g),
+            NodeKind::From(f) => has(&f.group),
+            NodeKind::GroupBy(g) => has(g),
+            NodeKind::Eval(e) => !e.tags.iter().any(|t| t == tag),
+            NodeKind::Default(d) => !d.tags.iter().any(|(t, _)| t == tag),
+            NodeKind::Delete(d) => !d.tags.iter().any(|t| t == tag),
+            NodeKind::Alert(a) => {
+                a.level_tag.as_deref() != Some(tag) && a.id_tag.as_deref() != Some(tag)
+            }
             _ => true,
         })
+}
+
+/// The value of `tag` in a group id (`host=a,path=/`, after `measurement\n` when grouped by
+/// measurement), if the id has that dimension and it can be read back unambiguously.
+pub fn group_id_value<'a>(id: &'a str, tag: &str) -> Option<&'a str> {
+    let dims = id.rsplit_once('\n').map_or(id, |(_, d)| d);
+    let mut found = None;
+    for kv in dims.split(',') {
+        match kv.split_once('=') {
+            Some((k, v)) if k == tag => {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v);
+            }
+            Some(_) => {}
+            // A value holding ',' splits into pieces without '='.
+            None => return None,
+        }
+    }
+    found
 }
 
 /// Rule sources a point goes to: (task, source) indexes.
@@ -283,6 +317,13 @@ impl Engine {
                 && let Some(p) = &self.partition
                 && !*mine.get_or_insert_with(|| p.owns(line))
             {
+                // Another engine evaluates the point, but it still moves this instance's clock,
+                // as it would move the clock of the rule running as one instance (deadman
+                // checks and group expiry follow the newest point of any host).
+                let task = &mut self.tasks[t as usize];
+                if time > task.clock() {
+                    task.advance(time);
+                }
                 continue;
             }
             self.tasks[t as usize].ingest(s as usize, line, time, id);
@@ -491,6 +532,57 @@ mod tests {
         assert!(!splits(
             ".groupBy('host').where(lambda: sigma(\"v\") > 3.0)"
         ));
+        // Nodes that rewrite the host tag could let a later grouping mix hosts.
+        assert!(!splits(".groupBy('host')|delete().tag('host')"));
+        assert!(!splits(".groupBy('host')|default().tag('host', 'x')"));
+        assert!(!splits(
+            ".groupBy('host')|eval(lambda: \"v\").as('host').tags('host')"
+        ));
+        assert!(splits(".groupBy('host')|delete().tag('cpu')"));
+    }
+
+    #[test]
+    fn host_of_a_group_id() {
+        assert_eq!(group_id_value("host=a,path=/", "host"), Some("a"));
+        assert_eq!(group_id_value("cpu\nhost=a", "host"), Some("a"));
+        assert_eq!(group_id_value("path=/", "host"), None);
+        assert_eq!(group_id_value("nil", "host"), None);
+        // A value holding ',' cannot be read back.
+        assert_eq!(group_id_value("host=a,b,path=/", "host"), None);
+    }
+
+    #[test]
+    fn a_split_rule_keeps_time_with_every_host() {
+        // Each instance's clock follows the newest point of any host, as one instance's does,
+        // so deadman checks and expiry run at the same times on both.
+        let plan = Arc::new(compile_source("dead", DEADMAN).unwrap());
+        let part = |index| Partition {
+            tag: "host".into(),
+            index,
+            count: 2,
+        };
+        let mine = (0..100)
+            .map(|i| format!("h{i}"))
+            .find(|h| part(0).owns_host(h))
+            .unwrap();
+        let theirs = (0..100)
+            .map(|i| format!("h{i}"))
+            .find(|h| !part(0).owns_host(h))
+            .unwrap();
+        let mut e = Engine::new(vec![plan], &TaskConfig::default());
+        e.split_by(part(0), vec![true]);
+        feed(&mut e, &format!("hb,host={mine} up=1i"), S);
+        feed(&mut e, &format!("hb,host={theirs} up=1i"), 5 * S);
+        assert_eq!(e.tasks()[0].clock(), 5 * S);
+        assert_eq!(e.tasks()[0].groups(), 1, "only its own host's group");
+        // The silent own host is found dead by the other host's later points alone.
+        feed(&mut e, &format!("hb,host={theirs} up=1i"), 9 * S);
+        let fired = fired(&mut e);
+        assert!(
+            fired.contains(&(format!("dead/{mine}"), "CRITICAL")),
+            "{fired:?}"
+        );
+        assert!(fired.iter().all(|(id, _)| *id != format!("dead/{theirs}")));
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl Queued {
             let depth = shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
             shared.queued_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
             shared.metrics.ingest_queue_depth.set(depth as i64);
-            shared.room.notify_waiters();
+            shared.room.notify_one();
         }
     }
 }
@@ -159,6 +159,9 @@ pub async fn forget_everywhere(shared: &Shared, tag: &str, value: &str) -> Forgo
             all.merge(f);
         }
     }
+    // A rule split over the shards may report a stored state from each.
+    all.group_ids.sort_unstable();
+    all.group_ids.dedup();
     all
 }
 
@@ -377,9 +380,13 @@ impl State {
             if routes.is_empty() {
                 continue;
             }
-            self.engine
-                .process_routed(routes, &self.layouts.point(p), p.time());
-            n += 1;
+            if self
+                .engine
+                .process_routed(routes, &self.layouts.point(p), p.time())
+                > 0
+            {
+                n += 1;
+            }
         }
         self.shared.metrics.engine_points.inc_by(n);
     }
@@ -422,6 +429,11 @@ impl State {
         let mut status = Vec::new();
         let mut failed = false;
         let host_tag = self.shared.config.hosts.tag.as_str();
+        let partition = Partition {
+            tag: host_tag.into(),
+            index: self.index as u64,
+            count: self.shards as u64,
+        };
         let mut split = Vec::new();
         for rule in loaded {
             // A rule grouped by host runs on every shard, each taking its share of the hosts;
@@ -452,7 +464,14 @@ impl State {
                 (Ok(plan), prev) => {
                     let mut t = Task::new(Arc::new(plan), &self.cfg);
                     // Stored levels first; the in-memory state of a previous version is newer.
-                    if let Some(states) = restore.remove(&rule.name) {
+                    // An instance on a share of the hosts keeps only its hosts' levels.
+                    if let Some(mut states) = restore.remove(&rule.name) {
+                        if splits {
+                            states.retain(|(_, group, _)| {
+                                crate::engine::group_id_value(group, host_tag)
+                                    .is_none_or(|h| partition.owns_host(h))
+                            });
+                        }
                         t.restore(states);
                     }
                     if let Some(prev) = prev {
@@ -496,14 +515,7 @@ impl State {
             .map(|(t, _)| t.name().to_string())
             .collect();
         self.engine = Engine::from_tasks(tasks);
-        self.engine.split_by(
-            Partition {
-                tag: host_tag.into(),
-                index: self.index as u64,
-                count: self.shards as u64,
-            },
-            split,
-        );
+        self.engine.split_by(partition, split);
         self.shared
             .set_shard_filter(self.index, self.engine.measurement_filter());
         for s in &status {

@@ -224,57 +224,81 @@ enum Outcome {
 /// A validated write the engine queue had no room for yet.
 struct Waiting {
     batch: crate::ingest::write::WriteBatch,
-    endpoint: EndpointLabel,
-    accepted: u64,
-    rejected: u64,
-    problems: Vec<crate::ingest::write::LineProblem>,
+    effects: Effects,
 }
 
-/// The outcome of a write whose points are queued (or that had none to queue).
-fn queued(
-    s: &Shared,
-    endpoint: &EndpointLabel,
+/// What a validated write does once its points are queued (or when it has none to queue):
+/// until then nothing of it is recorded, counted or noted, so a write refused with 429 and
+/// sent again counts once.
+struct Effects {
+    endpoint: EndpointLabel,
+    received: u64,
     accepted: u64,
     rejected: u64,
     problems: Vec<crate::ingest::write::LineProblem>,
-) -> Outcome {
-    s.metrics
-        .points_accepted
-        .get_or_create(endpoint)
-        .inc_by(accepted);
-    if rejected == 0 {
-        Outcome::Accepted
-    } else {
-        Outcome::Partial {
-            accepted,
-            rejected,
-            problems,
+    /// Hosts to mark as seen (none for perfdata of passive checks, whose hosts are known).
+    hosts: Vec<String>,
+    /// What `alertd record` clients are sent.
+    capture: Option<super::Captured>,
+}
+
+impl Effects {
+    /// Applies them; the write's outcome.
+    fn apply(self, s: &Shared) -> Outcome {
+        if let Some(c) = self.capture {
+            let _ = s.recordings.send(Arc::new(c));
+        }
+        if !self.hosts.is_empty() {
+            super::hosts::seen(s, self.hosts, 0);
+        }
+        let m = &s.metrics;
+        let ep = &self.endpoint;
+        m.points_received.get_or_create(ep).inc_by(self.received);
+        m.points_rejected.get_or_create(ep).inc_by(self.rejected);
+        m.points_accepted.get_or_create(ep).inc_by(self.accepted);
+        if self.rejected == 0 {
+            Outcome::Accepted
+        } else {
+            Outcome::Partial {
+                accepted: self.accepted,
+                rejected: self.rejected,
+                problems: self.problems,
+            }
         }
     }
 }
 
 /// Queues a write that found the queue full, waiting for room until `deadline`; Busy (and the
-/// batch dropped) if there is none by then.
+/// batch dropped, nothing of it counted) if there is none by then.
 async fn queue(
     s: &Shared,
     r: Result<Outcome, WriteError>,
     deadline: tokio::time::Instant,
 ) -> Result<Outcome, WriteError> {
-    let Ok(Outcome::Waiting(mut w)) = r else {
+    let Ok(Outcome::Waiting(w)) = r else {
         return r;
     };
+    let Waiting { mut batch, effects } = *w;
     loop {
-        if s.wait_for_room(w.batch.bytes(), deadline).await {
-            match s.submit(w.batch) {
-                Ok(()) => {
-                    return Ok(queued(s, &w.endpoint, w.accepted, w.rejected, w.problems));
+        // Registered before trying, so a batch leaving in between is not missed; every turn
+        // waits for one to leave, so a batch that does not fit never spins.
+        let notified = s.room.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match s.submit(batch) {
+            Ok(()) => return Ok(effects.apply(s)),
+            Err(b) => batch = *b,
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // One last try: room may have come without a wake-up meant for this write.
+            return Ok(match s.submit(batch) {
+                Ok(()) => effects.apply(s),
+                Err(b) => {
+                    s.metrics.ingest_queue_full.inc();
+                    crate::ingest::write::SPARE_POINTS.put(b.lines);
+                    Outcome::Busy
                 }
-                Err(b) => w.batch = *b,
-            }
-        } else {
-            s.metrics.ingest_queue_full.inc();
-            crate::ingest::write::SPARE_POINTS.put(w.batch.lines);
-            return Ok(Outcome::Busy);
+            });
         }
     }
 }
@@ -354,14 +378,11 @@ fn ingest_decoded(
         .map(|f| f.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
     let now = crate::clock::now_ns();
-    if s.recordings.receiver_count() > 0 {
-        let lines = crate::ingest::write::normalize(&body, precision, now, |_| true);
-        let _ = s.recordings.send(Arc::new(super::Captured {
-            db: db.into(),
-            rp: rp.into(),
-            lines,
-        }));
-    }
+    let capture = (s.recordings.receiver_count() > 0).then(|| super::Captured {
+        db: db.into(),
+        rp: rp.into(),
+        lines: crate::ingest::write::normalize(&body, precision, now, |_| true),
+    });
     let v = validate(
         body,
         db.into(),
@@ -371,30 +392,29 @@ fn ingest_decoded(
         &filter,
         &s.config.hosts.tag,
     );
-    // Perfdata of passive checks comes back through here; its hosts are already known as
-    // check hosts.
-    if endpoint != "checks" {
-        super::hosts::seen(s, v.hosts, 0);
-    }
-    s.metrics
-        .points_received
-        .get_or_create(&ep)
-        .inc_by(v.received);
-    s.metrics
-        .points_rejected
-        .get_or_create(&ep)
-        .inc_by(v.rejected);
+    let effects = Effects {
+        endpoint: ep,
+        received: v.received,
+        accepted: v.accepted,
+        rejected: v.rejected,
+        problems: v.problems,
+        // Perfdata of passive checks comes back through here; its hosts are already known as
+        // check hosts.
+        hosts: if endpoint == "checks" {
+            Vec::new()
+        } else {
+            v.hosts
+        },
+        capture,
+    };
     if v.batch.lines.is_empty() {
-        return queued(s, &ep, v.accepted, v.rejected, v.problems);
+        return effects.apply(s);
     }
     match s.submit(v.batch) {
-        Ok(()) => queued(s, &ep, v.accepted, v.rejected, v.problems),
+        Ok(()) => effects.apply(s),
         Err(batch) => Outcome::Waiting(Box::new(Waiting {
             batch: *batch,
-            endpoint: ep,
-            accepted: v.accepted,
-            rejected: v.rejected,
-            problems: v.problems,
+            effects,
         })),
     }
 }

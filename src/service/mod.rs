@@ -217,7 +217,8 @@ impl Shared {
     }
 
     /// Waits until `deadline` at the latest for room for a batch of `size` bytes (0 while its
-    /// size is not known yet); whether there is room.
+    /// size is not known yet); whether there is room. Each batch leaving the queue wakes one
+    /// waiter, so a freed place lets one write through rather than every waiting one.
     pub async fn wait_for_room(&self, size: usize, deadline: tokio::time::Instant) -> bool {
         loop {
             // Registered before the check, so a batch leaving in between is not missed.
