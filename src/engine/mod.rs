@@ -244,19 +244,9 @@ impl Engine {
         self.partition = Some(partition);
     }
 
-    /// Whether a task runs on only this engine's share of the hosts.
-    pub fn is_split(&self, task: usize) -> bool {
-        self.split.get(task).copied().unwrap_or(false)
-    }
-
     /// The running rules.
     pub fn tasks(&self) -> &[Task] {
         &self.tasks
-    }
-
-    /// Does any rule read this measurement? (Lets callers skip work for unread points.)
-    pub fn wants(&self, measurement: &str) -> bool {
-        !self.any_measurement.is_empty() || self.by_measurement.contains_key(measurement)
     }
 
     /// A copy of the routing table's keys that other threads can consult to drop points no rule

@@ -276,7 +276,6 @@ impl EngineThreads {
                 last_stats: FxHashMap::default(),
                 wanted: Vec::new(),
                 layouts: LayoutIds::default(),
-                engine_split: Default::default(),
                 last_groups: FxHashMap::default(),
             };
             state.apply(loaded.clone(), Some(restore.clone()));
@@ -317,8 +316,6 @@ struct State {
     wanted: Vec<Routes>,
     /// Ids of the field-key layouts seen, for the engine's per-series field cache.
     layouts: LayoutIds,
-    /// Rules this shard runs on its share of the hosts only.
-    engine_split: rustc_hash::FxHashSet<String>,
     /// Live groups of each rule as last published (this shard's share).
     last_groups: FxHashMap<String, i64>,
 }
@@ -444,11 +441,13 @@ impl State {
                     (true, true)
                 }
                 Ok(plan) => (shard_of(plan, self.shards) == self.index, false),
-                Err(_) => (
-                    old.contains_key(&rule.name),
-                    old.get(&rule.name)
-                        .is_some_and(|t| self.engine_split.contains(t.name())),
-                ),
+                Err(_) => match old.get(&rule.name) {
+                    Some(prev) => (
+                        true,
+                        self.shards > 1 && crate::engine::splits_by_tag(prev.plan(), host_tag),
+                    ),
+                    None => (false, false),
+                },
             };
             if !mine {
                 continue;
@@ -508,12 +507,6 @@ impl State {
         if failed {
             self.shared.metrics.reload_failures.inc();
         }
-        self.engine_split = tasks
-            .iter()
-            .zip(&split)
-            .filter(|(_, s)| **s)
-            .map(|(t, _)| t.name().to_string())
-            .collect();
         self.engine = Engine::from_tasks(tasks);
         self.engine.split_by(partition, split);
         self.shared

@@ -192,7 +192,7 @@ async fn admit(
     req: Request,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, Response> {
-    let room = s.wait_for_room(0, deadline).await;
+    let room = s.wait_until(deadline, || s.has_room()).await;
     // The body is read even when refused: an HTTP/1.1 client still sending it would otherwise
     // see the connection closed instead of the answer.
     let body = Bytes::from_request(req, s)
@@ -278,29 +278,35 @@ async fn queue(
     let Ok(Outcome::Waiting(w)) = r else {
         return r;
     };
-    let Waiting { mut batch, effects } = *w;
-    loop {
-        // Registered before trying, so a batch leaving in between is not missed; every turn
-        // waits for one to leave, so a batch that does not fit never spins.
-        let notified = s.room.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
+    let Waiting { batch, effects } = *w;
+    // The batch while it is not queued yet.
+    let mut waiting = Some(batch);
+    s.wait_until(deadline, || {
+        let Some(batch) = waiting.take() else {
+            return true;
+        };
         match s.submit(batch) {
-            Ok(()) => return Ok(effects.apply(s)),
-            Err(b) => batch = *b,
+            Ok(()) => true,
+            Err(b) => {
+                waiting = Some(*b);
+                false
+            }
         }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            // One last try: room may have come without a wake-up meant for this write.
-            return Ok(match s.submit(batch) {
-                Ok(()) => effects.apply(s),
-                Err(b) => {
-                    s.metrics.ingest_queue_full.inc();
-                    crate::ingest::write::SPARE_POINTS.put(b.lines);
-                    Outcome::Busy
-                }
-            });
+    })
+    .await;
+    match waiting {
+        None => Ok(effects.apply(s)),
+        Some(batch) => {
+            refuse(s, batch);
+            Ok(Outcome::Busy)
         }
     }
+}
+
+/// Drops a batch the queue had no room for, counting the refusal.
+fn refuse(s: &Shared, batch: crate::ingest::write::WriteBatch) {
+    s.metrics.ingest_queue_full.inc();
+    crate::ingest::write::SPARE_POINTS.put(batch.lines);
 }
 
 fn ingest(
@@ -345,8 +351,7 @@ pub(crate) fn ingest_internal(s: &Shared, endpoint: &str, db: &str, lines: Strin
     ) {
         Outcome::Busy => false,
         Outcome::Waiting(w) => {
-            s.metrics.ingest_queue_full.inc();
-            crate::ingest::write::SPARE_POINTS.put(w.batch.lines);
+            refuse(s, w.batch);
             false
         }
         _ => true,

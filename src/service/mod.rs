@@ -203,33 +203,32 @@ impl Shared {
     /// Whether the queue has room for another batch now. Write handlers ask before parsing a
     /// body, so a body that would be refused with 429 anyway costs no parsing.
     pub fn has_room(&self) -> bool {
-        self.fits(0)
-    }
-
-    /// Whether a batch of `size` bytes would be queued now (as [`Shared::submit`] decides): one
-    /// batch always fits, so a body under the size limit is never refused forever.
-    fn fits(&self, size: usize) -> bool {
         let depth = self.queued.load(Ordering::Relaxed);
         depth == 0
             || (depth < self.config.ingest.queue_batches
-                && self.queued_bytes.load(Ordering::Relaxed) + size
-                    <= self.config.ingest.queue_bytes)
+                && self.queued_bytes.load(Ordering::Relaxed) <= self.config.ingest.queue_bytes)
     }
 
-    /// Waits until `deadline` at the latest for room for a batch of `size` bytes (0 while its
-    /// size is not known yet); whether there is room. Each batch leaving the queue wakes one
-    /// waiter, so a freed place lets one write through rather than every waiting one.
-    pub async fn wait_for_room(&self, size: usize, deadline: tokio::time::Instant) -> bool {
+    /// Waits until `ready` holds, trying it again each time a batch leaves the queue, and until
+    /// `deadline` at the latest; whether it held. Each batch leaving wakes one waiter (in
+    /// arrival order), so a freed place lets one write through rather than every waiting one,
+    /// and a waiter that cannot use the place waits for the next batch instead of spinning.
+    pub async fn wait_until(
+        &self,
+        deadline: tokio::time::Instant,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         loop {
-            // Registered before the check, so a batch leaving in between is not missed.
+            // Registered before trying, so a batch leaving in between is not missed.
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.fits(size) {
+            if ready() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.fits(size);
+                // One last try: room may have come without a wake-up meant for this waiter.
+                return ready();
             }
         }
     }
