@@ -10,6 +10,7 @@ pub mod event;
 pub mod line;
 pub mod nodes;
 pub mod point;
+mod series;
 pub mod stats;
 pub mod task;
 
@@ -200,6 +201,13 @@ pub struct Engine {
     partition: Option<Partition>,
     /// Per task: whether it runs on only this engine's share of the hosts.
     split: Vec<bool>,
+    /// Each series' groups in every rule that reads it.
+    series: series::SeriesCache,
+    /// Per task: the number of its first source among all the engine's rule sources (the
+    /// series cache's slot key is this plus the source index).
+    source_base: Vec<u32>,
+    /// The longest group expiry of the tasks: how long an idle series stays cached.
+    series_age: i64,
 }
 
 impl Engine {
@@ -229,6 +237,16 @@ impl Engine {
         }
         Engine {
             split: vec![false; tasks.len()],
+            series_age: tasks.iter().map(Task::expiry).max().unwrap_or(0),
+            source_base: tasks
+                .iter()
+                .scan(0u32, |next, t| {
+                    let base = *next;
+                    *next = next.saturating_add(t.source_count() as u32);
+                    Some(base)
+                })
+                .collect(),
+            series: series::SeriesCache::default(),
             tasks,
             by_measurement,
             any_measurement,
@@ -298,28 +316,47 @@ impl Engine {
         if routes.is_empty() {
             return 0;
         }
-        let id = line.series_id();
+        // Whether the point's host is this engine's, worked out only if a split rule reads it.
+        let mine = match &self.partition {
+            Some(p) if routes.iter().any(|&(t, _)| self.split[t as usize]) => p.owns(line),
+            _ => true,
+        };
+        if !mine && routes.iter().all(|&(t, _)| self.split[t as usize]) {
+            // Another engine evaluates the point, but it still moves this instance's clocks,
+            // as it would move the clock of a rule running as one instance (deadman checks and
+            // group expiry follow the newest point of any host).
+            for &(t, _) in routes {
+                let task = &mut self.tasks[t as usize];
+                if time > task.clock() {
+                    task.advance(time);
+                }
+            }
+            return 0;
+        }
         let mut n = 0;
-        // Whether the point's host is this engine's, worked out once and only if needed.
-        let mut mine: Option<bool> = None;
+        // The series' entry, looked up once for every rule that takes the point.
+        let slots = self.series.slots(line.series_id(), time);
         for &(t, s) in routes {
-            if self.split[t as usize]
-                && let Some(p) = &self.partition
-                && !*mine.get_or_insert_with(|| p.owns(line))
-            {
-                // Another engine evaluates the point, but it still moves this instance's clock,
-                // as it would move the clock of the rule running as one instance (deadman
-                // checks and group expiry follow the newest point of any host).
+            if !mine && self.split[t as usize] {
                 let task = &mut self.tasks[t as usize];
                 if time > task.clock() {
                     task.advance(time);
                 }
                 continue;
             }
-            self.tasks[t as usize].ingest(s as usize, line, time, id);
+            let memo = series::slot_of(slots, self.source_base[t as usize] + s);
+            self.tasks[t as usize].ingest(s as usize, line, time, memo);
             n += 1;
         }
+        if n > 0 {
+            self.series.sweep(self.series_age);
+        }
         n
+    }
+
+    /// How many series the engine has cached, and their approximate heap bytes.
+    pub fn series_bytes(&self) -> (usize, usize) {
+        (self.series.len(), self.series.heap_bytes())
     }
 
     /// Moves every rule's clock to at least `now` (deadman checks, group expiry).
@@ -375,6 +412,8 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::ingest::line_protocol::parse_line;
+    use crate::ingest::points::LayoutIds;
+    use crate::ingest::write::validate;
     use crate::rules::check::compile_source;
 
     #[test]
@@ -394,6 +433,68 @@ mod tests {
             events[0].data.points[0].1[0].1,
             crate::rules::lambda::Value::Int(nodes::MAX_WINDOW_POINTS as i64)
         );
+    }
+
+    /// Feeds a body of line protocol the way the service does: validated into a batch, field
+    /// layouts numbered by `layouts`, each point routed. Returns how many points some rule took.
+    fn feed_batch(engine: &mut Engine, layouts: &mut LayoutIds, body: &str) -> usize {
+        let v = validate(
+            bytes::Bytes::from(body.to_string()),
+            "db".into(),
+            "rp".into(),
+            crate::ingest::line_protocol::Precision::Nanoseconds,
+            0,
+            &engine.measurement_filter(),
+            "host",
+        );
+        let b = v.batch;
+        layouts.start_batch(&b.lines);
+        let mut n = 0;
+        for p in b.lines.iter() {
+            let mut routes = Routes::new();
+            engine.routes(Some(&b.db), Some(&b.rp), p.measurement(), &mut routes);
+            n += engine.process_routed(&routes, &layouts.point(p), p.time());
+        }
+        n
+    }
+
+    #[test]
+    fn a_filter_over_tags_is_remembered_per_series_and_field_layout() {
+        let rule = "stream|from().measurement('cpu').where(lambda: \"cpu\" == 'cpu-total')\
+                    .groupBy('host')|alert().crit(lambda: TRUE)";
+        let plan = Arc::new(compile_source("f", rule).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        let mut layouts = LayoutIds::default();
+        let body = "cpu,cpu=cpu-total,host=a idle=1 1000\ncpu,cpu=cpu0,host=a idle=1 1000\n";
+        assert_eq!(feed_batch(&mut engine, &mut layouts, body), 2);
+        assert_eq!(engine.tasks()[0].stats().points_matched, 1);
+        // The same series again: the remembered answers give the same result.
+        let body = "cpu,cpu=cpu-total,host=a idle=2 2000\ncpu,cpu=cpu0,host=a idle=2 2000\n";
+        feed_batch(&mut engine, &mut layouts, body);
+        assert_eq!(engine.tasks()[0].stats().points_matched, 2);
+        // A line of the same series with a field named like the tag: the field is what the
+        // filter reads (fields first), so the answer remembered for the tag does not apply.
+        let body = "cpu,cpu=cpu-total,host=a idle=3,cpu=\"cpu0\" 3000\n\
+                    cpu,cpu=cpu0,host=a idle=3,cpu=\"cpu-total\" 3000\n";
+        feed_batch(&mut engine, &mut layouts, body);
+        assert_eq!(engine.tasks()[0].stats().points_matched, 3);
+        let body = "cpu,cpu=cpu-total,host=a idle=4 4000\n";
+        feed_batch(&mut engine, &mut layouts, body);
+        assert_eq!(engine.tasks()[0].stats().points_matched, 4);
+        assert_eq!(engine.series_bytes().0, 2);
+    }
+
+    #[test]
+    fn a_filter_that_reads_the_time_is_evaluated_for_every_point() {
+        let rule = "stream|from().measurement('m').where(lambda: \"k\" == 'x' AND \
+                    unixNano(now()) > 1500)|alert().crit(lambda: TRUE)";
+        let plan = Arc::new(compile_source("f", rule).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        let mut layouts = LayoutIds::default();
+        feed_batch(&mut engine, &mut layouts, "m,k=x v=1 1000\n");
+        assert_eq!(engine.tasks()[0].stats().points_matched, 0);
+        feed_batch(&mut engine, &mut layouts, "m,k=x v=1 2000\n");
+        assert_eq!(engine.tasks()[0].stats().points_matched, 1);
     }
 
     const S: i64 = 1_000_000_000;

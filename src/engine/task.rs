@@ -1,9 +1,10 @@
-//! One running rule: its group table, its `from()` sources with their series caches, and the
-//! dispatch of points and batches through its nodes.
+//! One running rule: its group table, its `from()` sources, and the dispatch of points and
+//! batches through its nodes.
 //!
-//! The per-point path: a source checks the filter on the borrowed line, finds the series in a
-//! hash map keyed by the hash of the raw series key (so the group is computed once per series,
-//! not per point), copies only the fields the pipeline needs, and pushes the point down.
+//! The per-point path: a source checks the filter on the borrowed line, takes the series'
+//! group from what it remembered in the engine's series cache (so the group is computed once
+//! per series, not per point), copies only the fields the pipeline needs, and pushes the point
+//! down.
 
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -224,24 +225,60 @@ impl Ctx {
     }
 }
 
-struct SeriesEntry {
-    /// [`super::SeriesId::check`] of the raw series key (the map key is its hash).
-    check: u64,
+/// What a task remembers of a series for one of its sources, kept in the engine's
+/// [`super::series::SeriesCache`].
+pub(crate) struct SeriesMemo {
+    /// The rule source, numbered across the engine's tasks (the engine's key for the memo).
+    pub(crate) source: u32,
+    group: Option<SeriesGroup>,
+    /// The `from().where()` answer for the series' lines of one field layout, when the filter
+    /// is pure and reads none of that layout's fields (then it reads only the series' tags,
+    /// which are the same for every line of the series): `(layout + 1) << 1 | answer`, or 0.
+    filter: u32,
+}
+
+impl SeriesMemo {
+    /// An empty memo for rule source `source`.
+    pub(crate) fn new(source: u32) -> SeriesMemo {
+        SeriesMemo {
+            source,
+            group: None,
+            filter: 0,
+        }
+    }
+
+    /// The remembered filter answer for lines of `layout`.
+    fn filter_for(&self, layout: Option<u32>) -> Option<bool> {
+        let l = layout?;
+        (self.filter != 0 && self.filter >> 1 == l.wrapping_add(1)).then_some(self.filter & 1 == 1)
+    }
+
+    /// Remembers the filter answer for lines of `layout` (ids too large to pack are not).
+    fn set_filter(&mut self, layout: u32, pass: bool) {
+        if layout < (1 << 30) {
+            self.filter = ((layout + 1) << 1) | u32::from(pass);
+        }
+    }
+}
+
+/// The series' group, valid while the group's slot has the same generation, and the tags its
+/// points carry.
+struct SeriesGroup {
     group: GroupId,
     generation: u32,
-    name: Name,
     tags: Tags,
-    /// Event time of the series' latest point: a series idle past the expiry is forgotten even
-    /// while its group lives on (containers come and go under one host).
-    last_seen: i64,
 }
 
 struct Source {
     node: usize,
     spec: FromSpec,
-    series: FxHashMap<u64, SeriesEntry>,
     /// Points carry all series tags (true) or only the group's.
     keep_tags: bool,
+    /// The measurement name of the latest point, shared by the next ones of that measurement.
+    last_name: Option<Name>,
+    /// The filter is pure ([`crate::rules::lambda::Lambda::is_pure`]), so its answer over tags
+    /// alone can be remembered per series.
+    filter_by_series: bool,
     /// The fields the pipeline reads; None keeps all.
     fields: Option<Vec<Name>>,
     filter_state: LambdaState,
@@ -455,8 +492,9 @@ impl Task {
             .map(|(i, spec)| Source {
                 node: i,
                 spec: spec.clone(),
-                series: FxHashMap::default(),
                 keep_tags: needs_point_tags(&plan, i),
+                last_name: None,
+                filter_by_series: spec.filter.as_ref().is_some_and(|f| f.is_pure()),
                 fields: needed_fields(&plan, i)
                     .map(|set| set.iter().map(|f| names.get(f)).collect()),
                 filter_state: spec
@@ -558,28 +596,41 @@ impl Task {
     }
 
     /// Feeds one parsed line to source `s` (already matched by the router). `time` is in ns;
-    /// `series` identifies the line's series key.
-    pub fn ingest<L: LineView + ?Sized>(
+    /// `memo` is what this source remembers of the line's series, filled on its first point.
+    pub(crate) fn ingest<L: LineView + ?Sized>(
         &mut self,
         s: usize,
         line: &L,
         time: i64,
-        series: super::SeriesId,
+        memo: &mut SeriesMemo,
     ) {
-        let series_hash = series.hash;
         self.ctx.stats.points_in += 1;
         if time > self.ctx.clock {
             self.advance(time);
         }
         let src = &mut self.sources[s];
         if let Some(filter) = &src.spec.filter {
-            match filter.eval_bool(&LineScope { line, time }, &mut src.filter_state) {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(e) => {
-                    self.ctx.stats.error(&self.ctx.task, &e);
-                    return;
-                }
+            let layout = line.field_layout();
+            let pass = match memo.filter_for(layout) {
+                Some(pass) => pass,
+                None => match filter.eval_bool(&LineScope { line, time }, &mut src.filter_state) {
+                    Ok(pass) => {
+                        if src.filter_by_series
+                            && let Some(l) = layout
+                            && filter.references().iter().all(|r| line.field(r).is_none())
+                        {
+                            memo.set_filter(l, pass);
+                        }
+                        pass
+                    }
+                    Err(e) => {
+                        self.ctx.stats.error(&self.ctx.task, &e);
+                        return;
+                    }
+                },
+            };
+            if !pass {
+                return;
             }
         }
         let mut time = time;
@@ -594,19 +645,23 @@ impl Task {
         let ctx = &mut self.ctx;
         ctx.stats.points_matched += 1;
         let layout = line.field_layout();
+        let name = match &src.last_name {
+            Some(n) if **n == *line.measurement() => n.clone(),
+            _ => {
+                let n = ctx.names.get(line.measurement());
+                src.last_name = Some(n.clone());
+                n
+            }
+        };
         // A removed group's slot has a new generation, so the check below also catches a
         // series whose group is gone, without reading the group entry.
-        let cached = src
-            .series
-            .get_mut(&series_hash)
-            .filter(|e| e.check == series.check && ctx.groups.generation(e.group) == e.generation);
-        let (group, name, tags) = match cached {
-            Some(e) => {
-                e.last_seen = e.last_seen.max(time);
-                (e.group, e.name.clone(), e.tags.clone())
-            }
+        let cached = memo
+            .group
+            .as_ref()
+            .filter(|e| ctx.groups.generation(e.group) == e.generation);
+        let (group, tags) = match cached {
+            Some(e) => (e.group, e.tags.clone()),
             None => {
-                let name = ctx.names.get(line.measurement());
                 let dims = group_dims(&src.spec.group, line.tags(), &mut ctx.names);
                 let key = group_key(&src.spec.group, &name, &dims);
                 let spec = &src.spec.group;
@@ -631,18 +686,12 @@ impl Task {
                 } else {
                     ctx.group_tags(group)
                 };
-                src.series.insert(
-                    series_hash,
-                    SeriesEntry {
-                        check: series.check,
-                        group,
-                        generation: ctx.groups.generation(group),
-                        name: name.clone(),
-                        tags: tags.clone(),
-                        last_seen: time,
-                    },
-                );
-                (group, name, tags)
+                memo.group = Some(SeriesGroup {
+                    group,
+                    generation: ctx.groups.generation(group),
+                    tags: tags.clone(),
+                });
+                (group, tags)
             }
         };
         ctx.groups.touch(group, time);
@@ -716,17 +765,6 @@ impl Task {
             }
             self.ctx.groups.remove(g);
         }
-        let groups = &self.ctx.groups;
-        for s in &mut self.sources {
-            s.series.retain(|_, e| {
-                e.last_seen >= cutoff
-                    && groups.get(e.group).is_some()
-                    && groups.generation(e.group) == e.generation
-            });
-            if s.series.capacity() > 64 && s.series.capacity() > 4 * s.series.len() {
-                s.series.shrink_to_fit();
-            }
-        }
         self.ctx.stats.groups_expired += idle.len() as u64;
         idle.len()
     }
@@ -748,14 +786,6 @@ impl Task {
                 ids.push(e.id.clone());
             }
             self.ctx.groups.remove(g);
-        }
-        if !gone.is_empty() {
-            let groups = &self.ctx.groups;
-            for s in &mut self.sources {
-                s.series.retain(|_, e| {
-                    groups.get(e.group).is_some() && groups.generation(e.group) == e.generation
-                });
-            }
         }
         self.ctx.restored.retain(|(_, id), _| {
             if group_id_has(id, tag, value) {
@@ -819,15 +849,15 @@ impl Task {
         out.append(&mut self.ctx.events);
     }
 
-    /// Approximate heap bytes held by the task's state (groups, series, node state).
+    /// Approximate heap bytes held by the task's state (groups and node state; the series
+    /// cache is the engine's, [`super::Engine::series_bytes`]).
     pub fn state_bytes(&self) -> usize {
-        self.ctx.groups.heap_bytes()
-            + self
-                .sources
-                .iter()
-                .map(|s| s.series.capacity() * (std::mem::size_of::<(u64, SeriesEntry)>() + 1))
-                .sum::<usize>()
-            + self.nodes.iter().map(RNode::state_bytes).sum::<usize>()
+        self.ctx.groups.heap_bytes() + self.nodes.iter().map(RNode::state_bytes).sum::<usize>()
+    }
+
+    /// How long (event time) an idle group is kept.
+    pub fn expiry(&self) -> i64 {
+        self.expiry
     }
 }
 

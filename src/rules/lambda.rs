@@ -795,6 +795,8 @@ pub struct Lambda {
     state_slots: usize,
     source: String,
     refs: Vec<Arc<str>>,
+    /// Whether the expression calls `now()` (reads the point's time).
+    reads_time: bool,
 }
 
 impl fmt::Debug for Lambda {
@@ -854,6 +856,13 @@ impl Lambda {
     /// Field and tag names the expression reads.
     pub fn references(&self) -> &[Arc<str>] {
         &self.refs
+    }
+
+    /// True when the result depends only on the values of [`Lambda::references`]: no
+    /// per-group state and no `now()`. Such a lambda over tags only gives the same answer for
+    /// every point of a series.
+    pub fn is_pure(&self) -> bool {
+        self.state_slots == 0 && !self.reads_time
     }
 
     /// True when the lambda keeps per-group state (uses `sigma`, `count` or `spread`).
@@ -1143,6 +1152,7 @@ pub fn compile(body: &Expr, vars: &dyn Vars, want: Type) -> Result<Lambda, Diagn
         vars,
         slots: 0,
         refs: Vec::new(),
+        reads_time: false,
     };
     let (root, ty) = c.node(body)?;
     if !ty.fits(want) {
@@ -1160,6 +1170,7 @@ pub fn compile(body: &Expr, vars: &dyn Vars, want: Type) -> Result<Lambda, Diagn
         state_slots: c.slots,
         source: super::format::expr(body),
         refs: c.refs,
+        reads_time: c.reads_time,
     })
 }
 
@@ -1167,6 +1178,7 @@ struct Compiler<'v> {
     vars: &'v dyn Vars,
     slots: usize,
     refs: Vec<Arc<str>>,
+    reads_time: bool,
 }
 
 fn type_of(v: &Value) -> Type {
@@ -1181,6 +1193,15 @@ fn type_of(v: &Value) -> Type {
 }
 
 impl Compiler<'_> {
+    /// A field or tag name the expression reads, noted in [`Lambda::references`].
+    fn reference(&mut self, r: &str) -> Arc<str> {
+        let name: Arc<str> = r.into();
+        if !self.refs.contains(&name) {
+            self.refs.push(name.clone());
+        }
+        name
+    }
+
     fn node(&mut self, e: &Expr) -> Result<(Node, Type), Diagnostic> {
         let pos = e.pos;
         Ok(match &e.node {
@@ -1190,10 +1211,7 @@ impl Compiler<'_> {
             ExprKind::Str(s) => (Node::Const(Value::Str(s.as_str().into())), Type::Str),
             ExprKind::Bool(b) => (Node::Const(Value::Bool(*b)), Type::Bool),
             ExprKind::Reference(r) => {
-                let name: Arc<str> = r.as_str().into();
-                if !self.refs.contains(&name) {
-                    self.refs.push(name.clone());
-                }
+                let name = self.reference(r);
                 (Node::Ref(name), Type::Any)
             }
             ExprKind::Ident(name) => {
@@ -1426,7 +1444,7 @@ impl Compiler<'_> {
                     "isPresent takes a \"field\" or \"tag\" reference",
                 ));
             };
-            return Ok((Node::IsPresent(r.as_str().into()), Type::Bool));
+            return Ok((Node::IsPresent(self.reference(r)), Type::Bool));
         }
         let mut nodes = Vec::with_capacity(args.len());
         let mut types = Vec::with_capacity(args.len());
@@ -1486,7 +1504,10 @@ impl Compiler<'_> {
                 };
                 (Node::If(Box::new(c), Box::new(a), Box::new(b)), t)
             }
-            FnImpl::Now => (Node::Now, Type::Time),
+            FnImpl::Now => {
+                self.reads_time = true;
+                (Node::Now, Type::Time)
+            }
             FnImpl::IsPresent => unreachable_is_present(name.pos)?,
             FnImpl::Stateful(f) => {
                 let slot = self.slots;
