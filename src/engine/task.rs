@@ -46,14 +46,21 @@ pub(crate) struct GroupEntry {
     key: Arc<str>,
 }
 
+/// A group slot's generation (bumped when the group is removed, so that what was remembered
+/// of the old group is recognised as stale) and the event time of the group's latest point.
+#[derive(Debug, Clone, Copy)]
+struct GroupMeta {
+    seen: i64,
+    generation: u32,
+}
+
 /// All groups of a task, in a slab indexed by [`GroupId`].
 #[derive(Debug, Default)]
 pub(crate) struct GroupTable {
     entries: Vec<Option<GroupEntry>>,
-    generations: Vec<u32>,
-    /// Event time of each group's latest point, apart from the entries so that noting a
-    /// point touches 8 dense bytes rather than the entry.
-    seen: Vec<i64>,
+    /// What every point reads and writes of its group, apart from the entries and together,
+    /// so that it touches 16 dense bytes rather than the entry.
+    meta: Vec<GroupMeta>,
     by_key: FxHashMap<Arc<str>, GroupId>,
     free: Vec<GroupId>,
 }
@@ -64,20 +71,20 @@ impl GroupTable {
     }
 
     fn generation(&self, g: GroupId) -> u32 {
-        self.generations.get(g as usize).copied().unwrap_or(0)
+        self.meta.get(g as usize).map_or(0, |m| m.generation)
     }
 
     fn touch(&mut self, g: GroupId, t: i64) {
-        if let Some(s) = self.seen.get_mut(g as usize)
-            && t > *s
+        if let Some(m) = self.meta.get_mut(g as usize)
+            && t > m.seen
         {
-            *s = t;
+            m.seen = t;
         }
     }
 
     /// Event time of the group's latest point.
     pub fn last_seen(&self, g: GroupId) -> i64 {
-        self.seen.get(g as usize).copied().unwrap_or(i64::MIN)
+        self.meta.get(g as usize).map_or(i64::MIN, |m| m.seen)
     }
 
     /// Finds or creates the group for a key.
@@ -102,13 +109,15 @@ impl GroupTable {
         let g = match self.free.pop() {
             Some(g) => {
                 self.entries[g as usize] = Some(entry);
-                self.seen[g as usize] = t;
+                self.meta[g as usize].seen = t;
                 g
             }
             None => {
                 self.entries.push(Some(entry));
-                self.generations.push(0);
-                self.seen.push(t);
+                self.meta.push(GroupMeta {
+                    seen: t,
+                    generation: 0,
+                });
                 (self.entries.len() - 1) as GroupId
             }
         };
@@ -119,7 +128,8 @@ impl GroupTable {
     fn remove(&mut self, g: GroupId) {
         if let Some(e) = self.entries.get_mut(g as usize).and_then(Option::take) {
             self.by_key.remove(&e.key);
-            self.generations[g as usize] = self.generations[g as usize].wrapping_add(1);
+            let m = &mut self.meta[g as usize];
+            m.generation = m.generation.wrapping_add(1);
             self.free.push(g);
         }
     }
@@ -145,15 +155,14 @@ impl GroupTable {
         self.entries
             .iter()
             .enumerate()
-            .zip(&self.seen)
-            .filter_map(|((i, e), &seen)| (e.is_some() && seen < cutoff).then_some(i as GroupId))
+            .zip(&self.meta)
+            .filter_map(|((i, e), m)| (e.is_some() && m.seen < cutoff).then_some(i as GroupId))
             .collect()
     }
 
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Option<GroupEntry>>()
-            + self.generations.capacity() * 4
-            + self.seen.capacity() * 8
+            + self.meta.capacity() * std::mem::size_of::<GroupMeta>()
             + self.by_key.capacity() * (std::mem::size_of::<(Arc<str>, GroupId)>() + 1)
             + self
                 .entries
