@@ -381,11 +381,7 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
                     if room == 0 {
                         continue;
                     }
-                    let rows = match ctx
-                        .storage
-                        .outbox_due(&receiver, now, (room + busy.len()) as i64)
-                        .await
-                    {
+                    let fresh = match ctx.storage.outbox_due(&receiver, now, busy, room).await {
                         Ok(r) => r,
                         Err(error) => {
                             tracing::error!(%error, "Reading the notification outbox failed.");
@@ -396,11 +392,6 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
                         .entry(receiver.clone())
                         .or_insert_with(|| Arc::new(Semaphore::new(ctx.concurrency.max(1))))
                         .clone();
-                    let fresh: Vec<OutboxRow> = rows
-                        .into_iter()
-                        .filter(|r| !busy.contains(&r.id))
-                        .take(room)
-                        .collect();
                     for row in fresh {
                         busy.insert(row.id);
                         let client = client.clone();

@@ -6,6 +6,7 @@
 //! counted and retried with backoff, never dropped: while it retries the writer's bounded queue
 //! fills and the engine, then the write endpoints, push back.
 
+use rustc_hash::FxHashSet;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
@@ -455,58 +456,6 @@ impl Storage {
                 .execute(&mut *tx)
                 .await?;
             }
-            for d in &c.outbox {
-                let headers = serde_json::Value::Object(
-                    d.headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-                        .collect(),
-                );
-                let id = sqlx::query(
-                    "INSERT INTO outbox (created_ns, receiver, group_key, kind, target, headers, timeout_ms, status, next_attempt_ns)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                )
-                .bind(now)
-                .bind(&d.receiver)
-                .bind(&d.group_key)
-                .bind(&d.kind)
-                .bind(&d.target)
-                .bind(headers.to_string())
-                .bind(d.timeout_ms)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .last_insert_rowid();
-                sqlx::query("INSERT INTO outbox_bodies (id, body) VALUES (?, ?)")
-                    .bind(id)
-                    .bind(&d.body)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for n in &c.nflog {
-                sqlx::query(
-                    "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
-                     VALUES (?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (receiver, group_key) DO UPDATE SET
-                       firing = excluded.firing, resolved = excluded.resolved,
-                       sent_ns = excluded.sent_ns, expires_ns = excluded.expires_ns",
-                )
-                .bind(&n.receiver)
-                .bind(&n.group_key)
-                .bind(&n.firing)
-                .bind(&n.resolved)
-                .bind(n.sent_ns)
-                .bind(n.expires_ns)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for (r, g) in &c.nflog_deletes {
-                sqlx::query("DELETE FROM nflog WHERE receiver = ? AND group_key = ?")
-                    .bind(r)
-                    .bind(g)
-                    .execute(&mut *tx)
-                    .await?;
-            }
             for si in &c.silences {
                 sqlx::query(
                     "INSERT INTO silences (id, spec, updated_ns) VALUES (?, ?, ?)
@@ -593,6 +542,8 @@ impl Storage {
                     .await?;
             }
         }
+        write_outbox(&mut tx, batch, now).await?;
+        write_nflog(&mut tx, batch).await?;
         write_alerts(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
@@ -684,6 +635,127 @@ fn placeholders(rows: usize, cols: usize) -> String {
     vec![one; rows].join(", ")
 }
 
+/// Most notification bodies written by one statement.
+const BODIES_PER_STATEMENT: usize = 8;
+
+/// Writes the notifications of a batch with their bodies in multi-row statements. Their ids
+/// are given here, after the highest ever used (the table never reuses one), so the bodies
+/// can be written with them without reading each id back; the writer is the only one adding
+/// notifications, inside this transaction.
+async fn write_outbox(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: &[Changes],
+    now: i64,
+) -> Result<(), StorageError> {
+    let rows: Vec<&OutboxInsert> = batch.iter().flat_map(|c| &c.outbox).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let last: i64 = sqlx::query_scalar(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+                    COALESCE((SELECT MAX(id) FROM outbox), 0))",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut rest = &rows[..];
+    let mut next = last + 1;
+    for n in chunk_sizes(rows.len()) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let sql = format!(
+            "INSERT INTO outbox (id, created_ns, receiver, group_key, kind, target, headers, timeout_ms, status, next_attempt_ns)
+             VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"; n].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, d) in chunk.iter().enumerate() {
+            let headers = serde_json::Value::Object(
+                d.headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+                    .collect(),
+            );
+            q = q
+                .bind(next + i as i64)
+                .bind(now)
+                .bind(&d.receiver)
+                .bind(&d.group_key)
+                .bind(&d.kind)
+                .bind(&d.target)
+                .bind(headers.to_string())
+                .bind(d.timeout_ms)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+        // Bodies can be large (tens of KB): a few per statement bounds the memory the
+        // statement's copies of them take.
+        for (k, part) in chunk.chunks(BODIES_PER_STATEMENT).enumerate() {
+            let first = next + (k * BODIES_PER_STATEMENT) as i64;
+            let sql = format!(
+                "INSERT INTO outbox_bodies (id, body) VALUES {}",
+                placeholders(part.len(), 2)
+            );
+            let mut q = sqlx::query(&sql);
+            for (i, d) in part.iter().enumerate() {
+                q = q.bind(first + i as i64).bind(&d.body);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        next += n as i64;
+    }
+    Ok(())
+}
+
+/// Writes the notification-log changes of a batch, coalesced: the last change of each
+/// (receiver, group) counts, in multi-row statements.
+async fn write_nflog(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    batch: &[Changes],
+) -> Result<(), StorageError> {
+    let mut last: rustc_hash::FxHashMap<(&str, &str), Option<&NflogRow>> = Default::default();
+    for c in batch {
+        for n in &c.nflog {
+            last.insert((&n.receiver, &n.group_key), Some(n));
+        }
+        for (r, g) in &c.nflog_deletes {
+            last.insert((r, g), None);
+        }
+    }
+    for (r, g) in last.iter().filter(|(_, n)| n.is_none()).map(|(k, _)| k) {
+        sqlx::query("DELETE FROM nflog WHERE receiver = ? AND group_key = ?")
+            .bind(r)
+            .bind(g)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let upserts: Vec<&NflogRow> = last.values().filter_map(|n| *n).collect();
+    let mut rest = &upserts[..];
+    for n in chunk_sizes(upserts.len()) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let sql = format!(
+            "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
+             VALUES {}
+             ON CONFLICT (receiver, group_key) DO UPDATE SET
+               firing = excluded.firing, resolved = excluded.resolved,
+               sent_ns = excluded.sent_ns, expires_ns = excluded.expires_ns",
+            placeholders(n, 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(&r.receiver)
+                .bind(&r.group_key)
+                .bind(&r.firing)
+                .bind(&r.resolved)
+                .bind(r.sent_ns)
+                .bind(r.expires_ns);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Writes the alert rows and deletes of a batch, coalesced: only the last change of each
 /// fingerprint counts (every change replaces the whole row, or deletes it), and rows go in
 /// multi-row statements instead of one statement per row.
@@ -773,16 +845,21 @@ impl Storage {
 
     /// Pending notifications of one queue due at `now`, oldest first, leaving out any whose
     /// group has an older notification still pending (notifications of a group go out in
-    /// order).
+    /// order) and those in `busy` (already being delivered): at most `room`. Only the rows
+    /// taken are read with their bodies, so polling while many are in flight does not read
+    /// theirs again.
     pub async fn outbox_due(
         &self,
         receiver: &str,
         now: i64,
-        limit: i64,
+        busy: &FxHashSet<i64>,
+        room: usize,
     ) -> Result<Vec<OutboxRow>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT o.id, o.receiver, o.kind, o.target, o.headers, o.timeout_ms, b.body, o.attempts
-             FROM outbox o JOIN outbox_bodies b ON b.id = o.id
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT o.id FROM outbox o
              WHERE o.receiver = ? AND o.status = 'pending' AND o.next_attempt_ns <= ?
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.receiver = o.receiver
                      AND p.group_key = o.group_key AND p.status = 'pending' AND p.id < o.id)
@@ -790,9 +867,28 @@ impl Storage {
         )
         .bind(receiver)
         .bind(now)
-        .bind(limit)
+        .bind((room + busy.len()) as i64)
         .fetch_all(&self.pool)
         .await?;
+        let take: Vec<i64> = ids
+            .into_iter()
+            .filter(|id| !busy.contains(id))
+            .take(room)
+            .collect();
+        if take.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT o.id, o.receiver, o.kind, o.target, o.headers, o.timeout_ms, b.body, o.attempts
+             FROM outbox o JOIN outbox_bodies b ON b.id = o.id
+             WHERE o.status = 'pending' AND o.id IN ({}) ORDER BY o.id",
+            vec!["?"; take.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &take {
+            q = q.bind(id);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         Ok(rows
             .into_iter()
             .map(|r| {
@@ -1281,7 +1377,10 @@ mod tests {
             pool.close().await;
         }
         let st = Storage::open(&path).await.unwrap();
-        let due = st.outbox_due("hook", 2, 10).await.unwrap();
+        let due = st
+            .outbox_due("hook", 2, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].body, "{\"alerts\":[1]}");
         let (found, total) = st
@@ -1328,6 +1427,131 @@ mod tests {
     }
 
     use sqlx::{Connection, Executor, SqliteConnection};
+
+    fn note(receiver: &str, group: &str, body: &str) -> OutboxInsert {
+        OutboxInsert {
+            receiver: receiver.into(),
+            kind: "post".into(),
+            target: "http://h/".into(),
+            headers: vec![("X-A".into(), "1".into())],
+            timeout_ms: 1000,
+            body: body.into(),
+            group_key: group.into(),
+        }
+    }
+
+    fn nflog_row(group: &str, sent_ns: i64) -> NflogRow {
+        NflogRow {
+            receiver: "hook".into(),
+            group_key: group.into(),
+            firing: "a1".into(),
+            resolved: String::new(),
+            sent_ns,
+            expires_ns: sent_ns + 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn notifications_of_a_batch_are_written_together_and_ids_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let batch = [
+            Changes {
+                outbox: vec![note("hook", "g1", "one"), note("hook", "g2", "two")],
+                ..Default::default()
+            },
+            Changes {
+                outbox: vec![note("mail", "g1", "three")],
+                ..Default::default()
+            },
+        ];
+        st.write(&batch).await.unwrap();
+        let now = crate::clock::now_ns() + 1;
+        let due = st
+            .outbox_due("hook", now, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        let got: Vec<_> = due
+            .iter()
+            .map(|r| (r.body.as_str(), r.kind.as_str()))
+            .collect();
+        assert_eq!(got, [("one", "post"), ("two", "post")]);
+        assert_eq!(due[0].headers, [("X-A".to_string(), "1".to_string())]);
+        // Rows already being delivered are left out, and only `room` are taken.
+        let busy: FxHashSet<i64> = [due[0].id].into_iter().collect();
+        let rest = st.outbox_due("hook", now, &busy, 10).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].id, due[1].id);
+        assert_eq!(
+            st.outbox_due("hook", now, &FxHashSet::default(), 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let mail = st
+            .outbox_due("mail", now, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(mail[0].body, "three");
+        let highest = mail[0].id.max(due[1].id);
+        // Once every row is delivered and purged, a new notification still gets a new id.
+        let sent: Vec<_> = due
+            .iter()
+            .chain(&mail)
+            .map(|r| (r.id, Delivery::Sent))
+            .collect();
+        st.outbox_record(&sent).await.unwrap();
+        assert_eq!(st.outbox_purge(i64::MAX).await.unwrap(), 3);
+        st.write(&[Changes {
+            outbox: vec![note("hook", "g1", "four")],
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+        let due = st
+            .outbox_due("hook", i64::MAX, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].body, "four");
+        assert!(due[0].id > highest, "{} after {highest}", due[0].id);
+    }
+
+    #[tokio::test]
+    async fn the_last_notification_log_change_of_a_batch_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let batch = [
+            Changes {
+                nflog: vec![nflog_row("gone", 1), nflog_row("kept", 1)],
+                ..Default::default()
+            },
+            Changes {
+                nflog_deletes: vec![("hook".into(), "gone".into())],
+                nflog: vec![nflog_row("kept", 2)],
+                ..Default::default()
+            },
+            Changes {
+                nflog_deletes: vec![("hook".into(), "back".into())],
+                ..Default::default()
+            },
+            Changes {
+                nflog: vec![nflog_row("back", 3)],
+                ..Default::default()
+            },
+        ];
+        st.write(&batch).await.unwrap();
+        let mut log: Vec<_> = st
+            .load_nflog()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.group_key, r.sent_ns))
+            .collect();
+        log.sort();
+        assert_eq!(log, [("back".to_string(), 3), ("kept".to_string(), 2)]);
+    }
 
     fn event(n: i64) -> Changes {
         Changes {
