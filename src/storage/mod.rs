@@ -417,7 +417,10 @@ impl Storage {
     /// Commits a batch of changes in one transaction.
     pub async fn write(&self, batch: &[Changes]) -> Result<(), StorageError> {
         let now = crate::clock::now_ns();
-        let mut tx = self.pool.begin().await?;
+        // Takes the write lock at once (waiting on the busy timeout if another connection
+        // holds it): the batch may read before it writes (the next notification id), and a
+        // deferred transaction that reads first cannot wait for the lock when it then writes.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for c in batch {
             if let Some(e) = &c.event {
                 let s = &e.state;
@@ -1516,6 +1519,44 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].body, "four");
         assert!(due[0].id > highest, "{} after {highest}", due[0].id);
+    }
+
+    #[tokio::test]
+    async fn notifications_wait_for_a_write_lock_held_by_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alertd.db");
+        let storage = Storage::open_with(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Another connection holds the write lock for a moment and commits a change, as the
+        // delivery loop does when it records results.
+        let mut other =
+            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
+                .await
+                .unwrap();
+        other.execute("BEGIN IMMEDIATE").await.unwrap();
+        other
+            .execute("DELETE FROM outbox WHERE id < 0")
+            .await
+            .unwrap();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            other.execute("COMMIT").await.unwrap();
+            other
+        });
+        // A batch of notifications alone reads the next id before it writes: it must wait for
+        // the lock, not fail when the other connection's commit makes its read stale.
+        let batch = [Changes {
+            outbox: vec![note("hook", "g1", "one")],
+            ..Default::default()
+        }];
+        storage.write(&batch).await.unwrap();
+        release.await.unwrap();
+        let due = storage
+            .outbox_due("hook", i64::MAX, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
     }
 
     #[tokio::test]
