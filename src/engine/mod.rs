@@ -326,10 +326,7 @@ impl Engine {
             // as it would move the clock of a rule running as one instance (deadman checks and
             // group expiry follow the newest point of any host).
             for &(t, _) in routes {
-                let task = &mut self.tasks[t as usize];
-                if time > task.clock() {
-                    task.advance(time);
-                }
+                self.tasks[t as usize].advance(time);
             }
             return 0;
         }
@@ -338,10 +335,7 @@ impl Engine {
         let slots = self.series.slots(line.series_id(), time);
         for &(t, s) in routes {
             if !mine && self.split[t as usize] {
-                let task = &mut self.tasks[t as usize];
-                if time > task.clock() {
-                    task.advance(time);
-                }
+                self.tasks[t as usize].advance(time);
                 continue;
             }
             let memo = series::slot_of(slots, self.source_base[t as usize] + s);

@@ -15,9 +15,6 @@ use smallvec::SmallVec;
 use super::SeriesId;
 use super::task::SeriesMemo;
 
-/// One rule source's memo of a series.
-type Slot = SeriesMemo;
-
 struct Entry {
     /// [`SeriesId::check`] of the raw series key (the map key is its hash).
     check: u64,
@@ -26,7 +23,7 @@ struct Entry {
     last_seen: i64,
     /// A series is read by a few rule sources on an engine; more spill to the heap. (Four
     /// inline keep the entry at 120 bytes: the table holds one per series.)
-    slots: SmallVec<[Slot; 4]>,
+    slots: SmallVec<[SeriesMemo; 4]>,
 }
 
 /// Series key → each rule source's group of that series.
@@ -51,7 +48,7 @@ impl Default for SeriesCache {
 impl SeriesCache {
     /// The slots of a series, its entry created or, if the hash was another key's, reset;
     /// `time` moves its last-seen time.
-    pub fn slots(&mut self, id: SeriesId, time: i64) -> &mut SmallVec<[Slot; 4]> {
+    pub fn slots(&mut self, id: SeriesId, time: i64) -> &mut SmallVec<[SeriesMemo; 4]> {
         if time > self.clock {
             self.clock = time;
         }
@@ -98,13 +95,13 @@ impl SeriesCache {
                 .entries
                 .values()
                 .filter(|e| e.slots.spilled())
-                .map(|e| e.slots.capacity() * std::mem::size_of::<Slot>())
+                .map(|e| e.slots.capacity() * std::mem::size_of::<SeriesMemo>())
                 .sum::<usize>()
     }
 }
 
 /// The slot of rule source `source` among `slots`, added if missing.
-pub(crate) fn slot_of(slots: &mut SmallVec<[Slot; 4]>, source: u32) -> &mut SeriesMemo {
+pub(crate) fn slot_of(slots: &mut SmallVec<[SeriesMemo; 4]>, source: u32) -> &mut SeriesMemo {
     let i = match slots.iter().position(|s| s.source == source) {
         Some(i) => i,
         None => {
@@ -122,7 +119,7 @@ mod tests {
     #[test]
     fn entries_stay_small() {
         // Four slots inline and the entry in 120 bytes: the table holds one per series.
-        assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert_eq!(std::mem::size_of::<SeriesMemo>(), 24);
         assert!(
             std::mem::size_of::<Entry>() <= 120,
             "{}",

@@ -618,8 +618,8 @@ impl Task {
             self.advance(time);
         }
         let src = &mut self.sources[s];
+        let layout = line.field_layout();
         if let Some(filter) = &src.spec.filter {
-            let layout = line.field_layout();
             let pass = match memo.filter_for(layout) {
                 Some(pass) => pass,
                 None => match filter.eval_bool(&LineScope { line, time }, &mut src.filter_state) {
@@ -653,7 +653,6 @@ impl Task {
         }
         let ctx = &mut self.ctx;
         ctx.stats.points_matched += 1;
-        let layout = line.field_layout();
         let name = match &src.last_name {
             Some(n) if **n == *line.measurement() => n.clone(),
             _ => {

@@ -371,12 +371,13 @@ impl State {
         self.layouts.start_batch(&b.lines);
         let mut n = 0u64;
         for p in b.lines.iter() {
-            let Some(routes) = self.wanted.get(p.measurement_index()) else {
+            let Some(routes) = self
+                .wanted
+                .get(p.measurement_index())
+                .filter(|r| !r.is_empty())
+            else {
                 continue;
             };
-            if routes.is_empty() {
-                continue;
-            }
             if self
                 .engine
                 .process_routed(routes, &self.layouts.point(p), p.time())
@@ -431,21 +432,18 @@ impl State {
             index: self.index as u64,
             count: self.shards as u64,
         };
+        let splits_here =
+            |plan: &TaskPlan| self.shards > 1 && crate::engine::splits_by_tag(plan, host_tag);
         let mut split = Vec::new();
         for rule in loaded {
             // A rule grouped by host runs on every shard, each taking its share of the hosts;
             // another rule that loads runs on its shard; one that fails stays where its old
             // version runs.
             let (mine, splits) = match &rule.result {
-                Ok(plan) if self.shards > 1 && crate::engine::splits_by_tag(plan, host_tag) => {
-                    (true, true)
-                }
+                Ok(plan) if splits_here(plan) => (true, true),
                 Ok(plan) => (shard_of(plan, self.shards) == self.index, false),
                 Err(_) => match old.get(&rule.name) {
-                    Some(prev) => (
-                        true,
-                        self.shards > 1 && crate::engine::splits_by_tag(prev.plan(), host_tag),
-                    ),
+                    Some(prev) => (true, splits_here(prev.plan())),
                     None => (false, false),
                 },
             };

@@ -632,6 +632,16 @@ fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// `rows` cut into the chunks of [`chunk_sizes`], one statement each.
+fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    chunk_sizes(rows.len()).map(move |n| {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        chunk
+    })
+}
+
 /// `(?, ?, ...), (?, ...)`: `rows` groups of `cols` placeholders.
 fn placeholders(rows: usize, cols: usize) -> String {
     let one = format!("({})", vec!["?"; cols].join(", "));
@@ -660,11 +670,9 @@ async fn write_outbox(
     )
     .fetch_one(&mut **tx)
     .await?;
-    let mut rest = &rows[..];
     let mut next = last + 1;
-    for n in chunk_sizes(rows.len()) {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
+    for chunk in statement_chunks(&rows) {
+        let n = chunk.len();
         let sql = format!(
             "INSERT INTO outbox (id, created_ns, receiver, group_key, kind, target, headers, timeout_ms, status, next_attempt_ns)
              VALUES {}",
@@ -732,10 +740,8 @@ async fn write_nflog(
             .await?;
     }
     let upserts: Vec<&NflogRow> = last.values().filter_map(|n| *n).collect();
-    let mut rest = &upserts[..];
-    for n in chunk_sizes(upserts.len()) {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
+    for chunk in statement_chunks(&upserts) {
+        let n = chunk.len();
         let sql = format!(
             "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
              VALUES {}
@@ -787,10 +793,8 @@ async fn write_alerts(
     // In row order: new rows append to the table.
     upserts.sort_unstable_by_key(|a| a.row);
     deletes.sort_unstable();
-    let mut rest = &deletes[..];
-    for n in chunk_sizes(deletes.len()) {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
+    for chunk in statement_chunks(&deletes) {
+        let n = chunk.len();
         let sql = format!(
             "DELETE FROM alerts WHERE id IN ({})",
             vec!["?"; n].join(", ")
@@ -801,10 +805,8 @@ async fn write_alerts(
         }
         q.execute(&mut **tx).await?;
     }
-    let mut rest = &upserts[..];
-    for n in chunk_sizes(upserts.len()) {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
+    for chunk in statement_chunks(&upserts) {
+        let n = chunk.len();
         let sql = format!(
             "INSERT INTO alerts (id, fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
              VALUES {}
@@ -1431,6 +1433,20 @@ mod tests {
 
     use sqlx::{Connection, Executor, SqliteConnection};
 
+    /// A second connection to the database file, holding its write lock (an open write
+    /// transaction) until it commits.
+    async fn hold_write_lock(path: &Path) -> SqliteConnection {
+        let mut other = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(path))
+            .await
+            .unwrap();
+        other.execute("BEGIN IMMEDIATE").await.unwrap();
+        other
+            .execute("DELETE FROM alert_events WHERE seq < 0")
+            .await
+            .unwrap();
+        other
+    }
+
     fn note(receiver: &str, group: &str, body: &str) -> OutboxInsert {
         OutboxInsert {
             receiver: receiver.into(),
@@ -1530,15 +1546,7 @@ mod tests {
             .unwrap();
         // Another connection holds the write lock for a moment and commits a change, as the
         // delivery loop does when it records results.
-        let mut other =
-            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
-                .await
-                .unwrap();
-        other.execute("BEGIN IMMEDIATE").await.unwrap();
-        other
-            .execute("DELETE FROM outbox WHERE id < 0")
-            .await
-            .unwrap();
+        let mut other = hold_write_lock(&path).await;
         let release = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
             other.execute("COMMIT").await.unwrap();
@@ -1632,15 +1640,7 @@ mod tests {
             .await
             .unwrap();
         // Another process's connection to the same file takes the write lock and keeps it.
-        let mut other =
-            SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
-                .await
-                .unwrap();
-        other.execute("BEGIN IMMEDIATE").await.unwrap();
-        other
-            .execute("DELETE FROM alert_events WHERE seq < 0")
-            .await
-            .unwrap();
+        let mut other = hold_write_lock(&path).await;
 
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = mpsc::channel(16);
