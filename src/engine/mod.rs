@@ -491,6 +491,29 @@ mod tests {
         assert_eq!(engine.tasks()[0].stats().points_matched, 1);
     }
 
+    #[test]
+    fn is_present_sees_a_field_that_no_later_node_reads() {
+        // Only `v` is read after the filter, yet `x` must reach the filter so that isPresent
+        // can see it.
+        let rule = "stream|from().measurement('m').where(lambda: isPresent(\"x\"))\
+                    |window().period(10s).every(10s)|count('v')|alert().crit(lambda: TRUE)";
+        let plan = Arc::new(compile_source("p", rule).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        let mut layouts = LayoutIds::default();
+        feed_batch(
+            &mut engine,
+            &mut layouts,
+            "m,host=a v=1,x=1 1000\nm,host=a v=2 2000\nm,host=a v=3,x=0 3000\n",
+        );
+        assert_eq!(engine.tasks()[0].stats().points_matched, 2);
+        engine.flush();
+        let events = engine.drain_events();
+        assert_eq!(
+            events[0].data.points[0].1[0].1,
+            crate::rules::lambda::Value::Int(2)
+        );
+    }
+
     const S: i64 = 1_000_000_000;
 
     fn feed(engine: &mut Engine, line: &str, t: i64) {

@@ -281,31 +281,67 @@ fn can_update(old: &Silence, new: &SilenceSpec, now: i64) -> bool {
 }
 
 /// Alertmanager's order of alerts in a notification: by `job`, `instance`, then labels. The
-/// keys are looked up once per alert, not once per comparison, and carry the first 16 bytes of
-/// each value inline, so most comparisons decide without reading the strings (which lie
+/// two values are looked up once per alert, not once per comparison, and kept beside the
+/// alert with their first 16 bytes as a number that orders as the string does, so most
+/// comparisons decide on integers and lengths without reading the strings (which lie
 /// scattered over the heap: one cache miss each).
 fn sort_alerts(v: &mut [&Alert]) {
-    fn k<'a>(x: &'a Alert, n: &str) -> &'a str {
-        x.labels.get(n).map_or("", String::as_str)
+    fn k<'a>(x: &'a Alert, n: &str) -> PrefixKey<'a> {
+        PrefixKey::new(x.labels.get(n).map_or("", String::as_str))
     }
-    v.sort_by_cached_key(|a| {
-        (
-            inline_key(k(a, "job")),
-            inline_key(k(a, "instance")),
-            &a.labels,
-        )
+    let mut keyed: Vec<(PrefixKey, PrefixKey, &Alert)> = v
+        .iter()
+        .map(|a| (k(a, "job"), k(a, "instance"), *a))
+        .collect();
+    keyed.sort_unstable_by(|x, y| {
+        x.0.cmp(&y.0)
+            .then_with(|| x.1.cmp(&y.1))
+            .then_with(|| x.2.labels.cmp(&y.2.labels))
     });
+    for (slot, (_, _, a)) in v.iter_mut().zip(keyed) {
+        *slot = a;
+    }
 }
 
-/// A key that orders as `s` does, read without touching `s` when it is 16 bytes or shorter:
-/// its first 16 bytes zero-padded as a big-endian number, then the rest (empty for short
-/// strings, so nothing to read), then the length (which tells `a` from `a\0`).
-fn inline_key(s: &str) -> (u128, &[u8], usize) {
-    let mut b = [0u8; 16];
-    let n = s.len().min(16);
-    b[..n].copy_from_slice(&s.as_bytes()[..n]);
-    // Bytes, not `&s[n..]`: byte 16 may fall inside a character.
-    (u128::from_be_bytes(b), &s.as_bytes()[n..], s.len())
+/// A string with its first 16 bytes, zero-padded, as a big-endian number: ordered as the
+/// string, reading the string itself only when both are longer than 16 bytes and share those.
+#[derive(PartialEq, Eq)]
+struct PrefixKey<'a> {
+    head: u128,
+    s: &'a str,
+}
+
+impl<'a> PrefixKey<'a> {
+    fn new(s: &'a str) -> PrefixKey<'a> {
+        let mut b = [0u8; 16];
+        let n = s.len().min(16);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        PrefixKey {
+            head: u128::from_be_bytes(b),
+            s,
+        }
+    }
+}
+
+impl Ord for PrefixKey<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Different heads order as the strings (a string that ends early is padded with
+        // zeros, below any byte that could follow). Equal heads with a string of 16 bytes or
+        // fewer: it is all in the head, so the shorter (`a` against `a\0`) comes first.
+        self.head.cmp(&other.head).then_with(|| {
+            if self.s.len() <= 16 || other.s.len() <= 16 {
+                self.s.len().cmp(&other.s.len())
+            } else {
+                self.s.cmp(other.s)
+            }
+        })
+    }
+}
+
+impl PartialOrd for PrefixKey<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Dispatcher {
@@ -1200,10 +1236,14 @@ mod tests {
     ];
 
     #[test]
-    fn inline_keys_order_as_the_strings() {
+    fn prefix_keys_order_as_the_strings() {
         for x in WORDS {
             for y in WORDS {
-                assert_eq!(inline_key(x).cmp(&inline_key(y)), x.cmp(y), "{x:?} {y:?}");
+                assert_eq!(
+                    PrefixKey::new(x).cmp(&PrefixKey::new(y)),
+                    x.cmp(y),
+                    "{x:?} {y:?}"
+                );
             }
         }
     }

@@ -331,6 +331,41 @@ impl EventRecord {
 #[derive(Debug, Clone)]
 pub struct Storage {
     pool: SqlitePool,
+    /// Notifications just committed, kept so their first delivery need not read them back.
+    fresh: Arc<std::sync::Mutex<FreshOutbox>>,
+}
+
+/// Most bytes of notification bodies kept in [`FreshOutbox`]; beyond it, new notifications
+/// are read back from the database like any other.
+const FRESH_OUTBOX_BYTES: usize = 32 << 20;
+
+/// Notifications committed to the outbox and not yet taken for delivery, by id. The outbox
+/// rows are the durable copy and decide what is due, in which order; this only spares the
+/// delivery loop reading a body it has just written (tens of KB for a large group). An entry
+/// leaves when its notification is taken, so a retry reads the row like any other.
+#[derive(Debug, Default)]
+struct FreshOutbox {
+    rows: rustc_hash::FxHashMap<i64, OutboxRow>,
+    bytes: usize,
+}
+
+impl FreshOutbox {
+    fn insert(&mut self, row: OutboxRow) {
+        let size = row.body.len() + row.target.len() + row.receiver.len();
+        if self.bytes + size > FRESH_OUTBOX_BYTES {
+            return;
+        }
+        self.bytes += size;
+        if let Some(old) = self.rows.insert(row.id, row) {
+            self.bytes -= old.body.len() + old.target.len() + old.receiver.len();
+        }
+    }
+
+    fn take(&mut self, id: i64) -> Option<OutboxRow> {
+        let row = self.rows.remove(&id)?;
+        self.bytes -= row.body.len() + row.target.len() + row.receiver.len();
+        Some(row)
+    }
 }
 
 impl Storage {
@@ -366,7 +401,10 @@ impl Storage {
                 source,
             })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Storage { pool })
+        Ok(Storage {
+            pool,
+            fresh: Arc::default(),
+        })
     }
 
     /// Every alert's stored state.
@@ -414,8 +452,9 @@ impl Storage {
             .collect())
     }
 
-    /// Commits a batch of changes in one transaction.
-    pub async fn write(&self, batch: &[Changes]) -> Result<(), StorageError> {
+    /// Commits a batch of changes in one transaction. Returns the id given to the batch's
+    /// first notification (the others follow in order).
+    pub async fn write(&self, batch: &[Changes]) -> Result<i64, StorageError> {
         let now = crate::clock::now_ns();
         // Takes the write lock at once (waiting on the busy timeout if another connection
         // holds it): the batch may read before it writes (the next notification id), and a
@@ -545,11 +584,32 @@ impl Storage {
                     .await?;
             }
         }
-        write_outbox(&mut tx, batch, now).await?;
+        let first_id = write_outbox(&mut tx, batch, now).await?;
         write_nflog(&mut tx, batch).await?;
         write_alerts(&mut tx, batch).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(first_id)
+    }
+
+    /// Keeps the notifications of a committed batch for their first delivery, moving them
+    /// out of `batch`; `first_id` is what [`Storage::write`] returned for it.
+    pub fn keep_fresh(&self, first_id: i64, batch: &mut [Changes]) {
+        let Ok(mut fresh) = self.fresh.lock() else {
+            return;
+        };
+        let rows = batch.iter_mut().flat_map(|c| c.outbox.drain(..));
+        for (i, o) in rows.enumerate() {
+            fresh.insert(OutboxRow {
+                id: first_id + i as i64,
+                receiver: o.receiver,
+                kind: o.kind,
+                target: o.target,
+                headers: o.headers,
+                timeout_ms: o.timeout_ms,
+                body: o.body,
+                attempts: 0,
+            });
+        }
     }
 
     /// Every stored alert of the alert manager, in row order.
@@ -659,10 +719,10 @@ async fn write_outbox(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     batch: &[Changes],
     now: i64,
-) -> Result<(), StorageError> {
+) -> Result<i64, StorageError> {
     let rows: Vec<&OutboxInsert> = batch.iter().flat_map(|c| &c.outbox).collect();
     if rows.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let last: i64 = sqlx::query_scalar(
         "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
@@ -714,7 +774,7 @@ async fn write_outbox(
         }
         next += n as i64;
     }
-    Ok(())
+    Ok(last + 1)
 }
 
 /// Writes the notification-log changes of a batch, coalesced: the last change of each
@@ -875,26 +935,38 @@ impl Storage {
         .bind((room + busy.len()) as i64)
         .fetch_all(&self.pool)
         .await?;
-        let take: Vec<i64> = ids
+        let mut take: Vec<i64> = ids
             .into_iter()
             .filter(|id| !busy.contains(id))
             .take(room)
             .collect();
+        let mut found = Vec::new();
+        if let Ok(mut fresh) = self.fresh.lock() {
+            take.retain(|id| match fresh.take(*id) {
+                Some(row) => {
+                    found.push(row);
+                    false
+                }
+                None => true,
+            });
+        }
         if take.is_empty() {
-            return Ok(Vec::new());
+            return Ok(found);
         }
         let sql = format!(
             "SELECT o.id, o.receiver, o.kind, o.target, o.headers, o.timeout_ms, b.body, o.attempts
              FROM outbox o JOIN outbox_bodies b ON b.id = o.id
-             WHERE o.status = 'pending' AND o.id IN ({}) ORDER BY o.id",
+             WHERE o.status = 'pending' AND o.id IN ({})",
             vec!["?"; take.len()].join(", ")
         );
+        // Ordered here, not by SQLite: its sorter would copy every body (~27 KB each for a
+        // large group) into a sort buffer and spill it to a temporary file.
         let mut q = sqlx::query(&sql);
         for id in &take {
             q = q.bind(id);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        Ok(rows
+        let mut rows: Vec<OutboxRow> = rows
             .into_iter()
             .map(|r| {
                 let headers: serde_json::Map<String, serde_json::Value> =
@@ -913,7 +985,10 @@ impl Storage {
                     attempts: r.get(7),
                 }
             })
-            .collect())
+            .collect();
+        rows.append(&mut found);
+        rows.sort_unstable_by_key(|r| r.id);
+        Ok(rows)
     }
 
     /// Pending notifications per queue, for the queue-depth metric.
@@ -952,16 +1027,27 @@ impl Storage {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
+        // Deliveries that went through, the usual case, are marked in multi-row statements.
+        let sent: Vec<i64> = results
+            .iter()
+            .filter(|(_, d)| *d == Delivery::Sent)
+            .map(|(id, _)| *id)
+            .collect();
+        for chunk in statement_chunks(&sent) {
+            let sql = format!(
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL
+                 WHERE id IN ({})",
+                placeholders(chunk.len(), 1)
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
         for (id, d) in results {
             match d {
-                Delivery::Sent => {
-                    sqlx::query(
-                        "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?",
-                    )
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                Delivery::Sent => {}
                 Delivery::Retry {
                     attempts,
                     next_ns,
@@ -1183,7 +1269,7 @@ pub async fn run_writer(
         loop {
             let start = Instant::now();
             match storage.write(&batch).await {
-                Ok(()) => {
+                Ok(first_id) => {
                     metrics
                         .sqlite_write_seconds
                         .observe(start.elapsed().as_secs_f64());
@@ -1200,6 +1286,7 @@ pub async fn run_writer(
                         .events_stored
                         .inc_by(batch.iter().filter(|c| c.event.is_some()).count() as u64);
                     if batch.iter().any(|c| !c.outbox.is_empty()) {
+                        storage.keep_fresh(first_id, &mut batch);
                         deliveries.notify_one();
                     }
                     for n in batch.iter().filter_map(|c| c.committed.as_ref()) {
@@ -1535,6 +1622,95 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].body, "four");
         assert!(due[0].id > highest, "{} after {highest}", due[0].id);
+    }
+
+    #[test]
+    fn the_fresh_notifications_kept_are_bounded_in_bytes() {
+        let row = |id: i64, len: usize| OutboxRow {
+            id,
+            receiver: String::new(),
+            kind: "post".into(),
+            target: String::new(),
+            headers: Vec::new(),
+            timeout_ms: 1,
+            body: "x".repeat(len),
+            attempts: 0,
+        };
+        let mut f = FreshOutbox::default();
+        f.insert(row(1, FRESH_OUTBOX_BYTES - 10));
+        f.insert(row(2, 11));
+        f.insert(row(3, 10));
+        assert!(f.take(2).is_none(), "over the bound: left to the database");
+        assert_eq!(f.take(3).map(|r| r.body.len()), Some(10));
+        assert_eq!(f.take(1).map(|r| r.id), Some(1));
+        assert_eq!((f.rows.len(), f.bytes), (0, 0));
+        assert!(f.take(1).is_none(), "taken once");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_notification_is_delivered_from_memory_once_and_retried_from_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let mut batch = vec![Changes {
+            outbox: vec![note("hook", "g1", "one"), note("hook", "g2", "two")],
+            ..Default::default()
+        }];
+        let first = st.write(&batch).await.unwrap();
+        st.keep_fresh(first, &mut batch);
+        assert!(batch[0].outbox.is_empty(), "the bodies moved to the cache");
+        // Written without being kept: read back from the database.
+        st.write(&[Changes {
+            outbox: vec![note("hook", "g3", "three")],
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+        // The stored copies change behind the cache's back: the first delivery does not read
+        // them, a retry does.
+        sqlx::query("UPDATE outbox_bodies SET body = 'stored ' || body")
+            .execute(&st.pool)
+            .await
+            .unwrap();
+        let now = crate::clock::now_ns() + 1;
+        let due = st
+            .outbox_due("hook", now, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        let got: Vec<_> = due.iter().map(|r| (r.id, r.body.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (first, "one"),
+                (first + 1, "two"),
+                (first + 2, "stored three")
+            ]
+        );
+        assert_eq!(due[0].headers, [("X-A".to_string(), "1".to_string())]);
+        assert_eq!(
+            (due[0].kind.as_str(), due[0].target.as_str()),
+            ("post", "http://h/")
+        );
+        st.outbox_record(&[
+            (
+                first,
+                Delivery::Retry {
+                    attempts: 1,
+                    next_ns: 0,
+                    error: "HTTP 503".into(),
+                },
+            ),
+            (first + 1, Delivery::Sent),
+            (first + 2, Delivery::Sent),
+        ])
+        .await
+        .unwrap();
+        let again = st
+            .outbox_due("hook", now, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].id, again[0].body.as_str()), (first, "stored one"));
+        assert_eq!(again[0].attempts, 1);
     }
 
     #[tokio::test]
