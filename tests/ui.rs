@@ -981,9 +981,19 @@ fn rule_alert_detail_rules_checks_and_retiring_a_host() {
                 .contains(".crit(lambda: \"usage\" > 90)")
         );
 
-        // Rules: the running one with its counters, the broken one with its position.
+        // Rules: the running one with its counters, the broken one with its position. Engine
+        // threads publish their counters once a second, so the page may need a refresh.
         c.goto(&format!("{base}/rules")).await.unwrap();
-        let rules = text(&c, "#rules").await;
+        let rules = eventually("the rule counters", || async {
+            let t = text(&c, "#rules").await;
+            if t.contains("2 / 2") {
+                Some(t)
+            } else {
+                c.refresh().await.ok()?;
+                None
+            }
+        })
+        .await;
         assert!(
             rules.contains("cpu") && rules.contains("running"),
             "{rules}"

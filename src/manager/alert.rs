@@ -12,20 +12,26 @@ use crate::rules::plan::Level;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
-    /// A rule's alert node; `key` is the alert's identity in the rule (`node/id`).
-    Rule {
-        /// The rule's name.
-        rule: String,
-        /// Alert node and alert id.
-        key: String,
-        /// False when the rule names its own handlers: its alerts then go to those handlers
-        /// and not through the routing tree.
-        routed: bool,
-    },
+    /// A rule's alert node. Boxed: most alerts are posted or come from checks, and every
+    /// alert would otherwise carry room for two strings.
+    Rule(Box<RuleSource>),
     /// Posted to `/api/v2/alerts` (Prometheus, amtool, any client).
     Api,
     /// A passive check result.
     Check,
+}
+
+/// The rule alert an [`Alert`] stands for (stored as `{"kind":"rule","rule":..,"key":..,
+/// "routed":..}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSource {
+    /// The rule's name.
+    pub rule: String,
+    /// The alert's identity in the rule: alert node and alert id (`node/id`).
+    pub key: String,
+    /// False when the rule names its own handlers: its alerts then go to those handlers and
+    /// not through the routing tree.
+    pub routed: bool,
 }
 
 /// One alert.
@@ -60,7 +66,7 @@ impl Alert {
     /// Whether this alert goes through the routing tree.
     pub fn routed(&self) -> bool {
         match &self.source {
-            Source::Rule { routed, .. } => *routed,
+            Source::Rule(r) => r.routed,
             Source::Api | Source::Check => true,
         }
     }
@@ -126,11 +132,38 @@ pub fn rule_alert(ev: &AlertEvent, external_url: &str) -> Alert {
         ends_at: None,
         updated_at: ev.time,
         generator_url: format!("{external_url}/#/rules/{}", ev.task),
-        source: Source::Rule {
+        source: Source::Rule(Box::new(RuleSource {
             rule: ev.task.to_string(),
             key: format!("{}/{}", ev.node, ev.id),
             routed: ev.spec.handlers.is_empty(),
-        },
+        })),
         timeout: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_stored_as_flat_json_objects() {
+        let rule = Source::Rule(Box::new(RuleSource {
+            rule: "cpu".into(),
+            key: "alert2/cpu/web01".into(),
+            routed: true,
+        }));
+        let text = r#"{"kind":"rule","rule":"cpu","key":"alert2/cpu/web01","routed":true}"#;
+        assert_eq!(serde_json::to_string(&rule).unwrap(), text);
+        assert_eq!(serde_json::from_str::<Source>(text).unwrap(), rule);
+        assert_eq!(
+            serde_json::to_string(&Source::Api).unwrap(),
+            r#"{"kind":"api"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Source>(r#"{"kind":"check"}"#).unwrap(),
+            Source::Check
+        );
+        // Boxed, the rule's strings no longer size every alert.
+        assert!(std::mem::size_of::<Source>() <= 16);
     }
 }

@@ -287,7 +287,7 @@ fn can_update(old: &Silence, new: &SilenceSpec, now: i64) -> bool {
 /// scattered over the heap: one cache miss each).
 fn sort_alerts(v: &mut [&Alert]) {
     fn k<'a>(x: &'a Alert, n: &str) -> PrefixKey<'a> {
-        PrefixKey::new(x.labels.get(n).map_or("", String::as_str))
+        PrefixKey::new(x.labels.get(n).unwrap_or(""))
     }
     let mut keyed: Vec<(PrefixKey, PrefixKey, &Alert)> = v
         .iter()
@@ -403,11 +403,11 @@ impl Dispatcher {
         for r in storage.load_alerts().await? {
             d.next_row = d.next_row.max(r.row.saturating_add(1));
             if let Some(a) = alert_from_row(&r) {
-                if let Source::Rule { rule, key, .. } = &a.source
+                if let Source::Rule(r) = &a.source
                     && a.ends_at.is_none()
                 {
                     d.rule_alerts
-                        .insert((rule.clone(), key.clone()), a.fingerprint);
+                        .insert((r.rule.clone(), r.key.clone()), a.fingerprint);
                     // Handlers of a restored rule alert did notify its firing (the outbox row
                     // was written with the alert).
                     d.handler_notified.insert(a.fingerprint);
@@ -610,7 +610,7 @@ impl Dispatcher {
         let now_ns = now_ns();
         let mut changes = Changes::default();
         let (rule, key) = match &ev.alert.source {
-            Source::Rule { rule, key, .. } => (rule.clone(), key.clone()),
+            Source::Rule(r) => (r.rule.clone(), r.key.clone()),
             _ => (String::new(), String::new()),
         };
         let t = ev.record.state.last_event_ns;
@@ -999,8 +999,8 @@ impl Dispatcher {
             a.timeout = false;
             a.annotations
                 .insert("retired".to_string(), "host retired".to_string());
-            if let Source::Rule { rule, key, .. } = &a.source {
-                self.rule_alerts.remove(&(rule.clone(), key.clone()));
+            if let Source::Rule(r) = &a.source {
+                self.rule_alerts.remove(&(r.rule.clone(), r.key.clone()));
             }
             self.store_resolved(a, &mut changes, now, now_ns);
         }
@@ -1287,7 +1287,7 @@ mod tests {
         sort_alerts(&mut got);
         let mut want: Vec<&Alert> = all.iter().collect();
         want.sort_by(|a, b| {
-            let k = |x: &Alert, n: &str| x.labels.get(n).cloned().unwrap_or_default();
+            let k = |x: &Alert, n: &str| x.labels.get(n).unwrap_or_default().to_string();
             (k(a, "job"), k(a, "instance"), &a.labels).cmp(&(
                 k(b, "job"),
                 k(b, "instance"),

@@ -98,14 +98,14 @@ impl InhibitRule {
     fn equal_key(&self, labels: &LabelSet) -> Vec<String> {
         self.equal
             .iter()
-            .map(|n| labels.get(n).cloned().unwrap_or_default())
+            .map(|n| labels.get(n).unwrap_or_default().to_string())
             .collect()
     }
 
     fn equal_labels(&self, a: &LabelSet, b: &LabelSet) -> bool {
-        self.equal.iter().all(|n| {
-            a.get(n).map(String::as_str).unwrap_or("") == b.get(n).map(String::as_str).unwrap_or("")
-        })
+        self.equal
+            .iter()
+            .all(|n| a.get(n).unwrap_or("") == b.get(n).unwrap_or(""))
     }
 }
 

@@ -3,7 +3,6 @@
 //! This module owns the [`LabelSet`] type used throughout the manager and the
 //! stable 64-bit fingerprint that identifies an alert by its labels.
 
-use std::borrow::Borrow;
 use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
@@ -11,115 +10,222 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A set of labels, kept sorted by name: a map from name to value with the API of a
-/// `BTreeMap<String, String>` (`get`, `insert`, `remove`, `iter` in name order, ...), stored
-/// as one sorted array of pairs sized to fit. Alerts carry a handful of labels, so a binary
-/// search over the array is as fast as a tree and takes a third of its memory (no tree node
-/// with room for eleven entries per set).
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// `BTreeMap<String, String>` (`get`, `insert`, `remove`, `iter` in name order, ...) over
+/// `&str`. Every name and value lies in one string, in name order, with the end of each name
+/// and value beside it: an alert's labels take two allocations sized to fit instead of one per
+/// name and per value, and a lookup is a binary search over that one string. Alerts carry a
+/// handful of labels and change them rarely, so an insert or remove (which rebuilds the set)
+/// is cheap enough.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct LabelSet {
-    pairs: Vec<(String, String)>,
+    /// Names and values, concatenated in name order.
+    text: Box<str>,
+    /// Per label, the byte offsets in `text` where its name ends and where its value ends
+    /// (the next name starts there).
+    ends: Box<[(u32, u32)]>,
 }
 
 /// Iterator over `(name, value)` in name order.
-pub type Iter<'a> = std::iter::Map<
-    std::slice::Iter<'a, (String, String)>,
-    fn(&'a (String, String)) -> (&'a String, &'a String),
->;
-
-fn pair_refs(p: &(String, String)) -> (&String, &String) {
-    (&p.0, &p.1)
+#[derive(Clone)]
+pub struct Iter<'a> {
+    set: &'a LabelSet,
+    front: usize,
+    back: usize,
 }
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        if self.front == self.back {
+            return None;
+        }
+        self.front += 1;
+        Some(self.set.pair(self.front - 1))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.back - self.front, Some(self.back - self.front))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.front == self.back {
+            return None;
+        }
+        self.back -= 1;
+        Some(self.set.pair(self.back))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
 
 impl LabelSet {
     /// An empty set.
-    pub const fn new() -> LabelSet {
-        LabelSet { pairs: Vec::new() }
+    pub fn new() -> LabelSet {
+        LabelSet::default()
     }
 
-    fn find<Q>(&self, name: &Q) -> Result<usize, usize>
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        self.pairs.binary_search_by(|(k, _)| k.borrow().cmp(name))
+    /// Builds a set from pairs already sorted by name, without two of one name.
+    fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> LabelSet {
+        let len = pairs.clone().map(|(k, v)| k.len() + v.len()).sum();
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(pairs.size_hint().0);
+        for (k, v) in pairs {
+            text.push_str(k);
+            let name_end = text.len() as u32;
+            text.push_str(v);
+            ends.push((name_end, text.len() as u32));
+        }
+        LabelSet {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// Builds a set from pairs in any order; of two pairs with one name, the later wins.
+    fn from_pairs<K: AsRef<str>, V: AsRef<str>>(mut pairs: Vec<(K, V)>) -> LabelSet {
+        // Stable, so of two pairs with one name the later stays last.
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        let keep = |i: &usize| {
+            pairs
+                .get(i + 1)
+                .is_none_or(|next| next.0.as_ref() != pairs[*i].0.as_ref())
+        };
+        let kept = (0..pairs.len()).filter(keep);
+        LabelSet::from_sorted(kept.map(|i| (pairs[i].0.as_ref(), pairs[i].1.as_ref())))
+    }
+
+    fn name_at(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        &self.text[start as usize..self.ends[i].0 as usize]
+    }
+
+    fn value_at(&self, i: usize) -> &str {
+        let (name_end, end) = self.ends[i];
+        &self.text[name_end as usize..end as usize]
+    }
+
+    fn pair(&self, i: usize) -> (&str, &str) {
+        (self.name_at(i), self.value_at(i))
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.name_at(mid).cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
     }
 
     /// Number of labels.
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.ends.len()
     }
 
     /// True when there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.ends.is_empty()
     }
 
     /// The value of label `name`.
-    pub fn get<Q>(&self, name: &Q) -> Option<&String>
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        self.find(name).ok().map(|i| &self.pairs[i].1)
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.find(name).ok().map(|i| self.value_at(i))
     }
 
     /// Whether label `name` is set.
-    pub fn contains_key<Q>(&self, name: &Q) -> bool
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
+    pub fn contains_key(&self, name: &str) -> bool {
         self.find(name).is_ok()
     }
 
     /// Sets label `name`, returning its previous value.
     pub fn insert(&mut self, name: String, value: String) -> Option<String> {
-        match self.find(name.as_str()) {
-            Ok(i) => Some(std::mem::replace(&mut self.pairs[i].1, value)),
-            Err(i) => {
-                // Grow by one: label sets are built once and kept, so no spare room.
-                self.pairs.reserve_exact(1);
-                self.pairs.insert(i, (name, value));
-                None
-            }
-        }
+        let (old, at) = match self.find(&name) {
+            Ok(i) => (Some(self.value_at(i).to_string()), i),
+            Err(i) => (None, i),
+        };
+        let skip = usize::from(old.is_some());
+        let rebuilt = LabelSet::from_sorted(
+            self.iter()
+                .take(at)
+                .chain(std::iter::once((name.as_str(), value.as_str())))
+                .chain(self.iter().skip(at + skip)),
+        );
+        *self = rebuilt;
+        old
     }
 
     /// Removes label `name`, returning its value.
-    pub fn remove<Q>(&mut self, name: &Q) -> Option<String>
-    where
-        String: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
+    pub fn remove(&mut self, name: &str) -> Option<String> {
         let i = self.find(name).ok()?;
-        Some(self.pairs.remove(i).1)
+        let old = self.value_at(i).to_string();
+        let rebuilt = LabelSet::from_sorted(self.iter().take(i).chain(self.iter().skip(i + 1)));
+        *self = rebuilt;
+        Some(old)
     }
 
     /// Keeps only the labels for which `keep` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut String) -> bool) {
-        self.pairs.retain_mut(|(k, v)| keep(k, v));
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        let kept: Vec<bool> = self.iter().map(|(k, v)| keep(k, v)).collect();
+        if kept.iter().all(|k| *k) {
+            return;
+        }
+        let rebuilt = LabelSet::from_sorted(
+            self.iter()
+                .zip(kept.iter())
+                .filter(|(_, k)| **k)
+                .map(|(p, _)| p),
+        );
+        *self = rebuilt;
     }
 
     /// `(name, value)` in name order.
     pub fn iter(&self) -> Iter<'_> {
-        self.pairs
-            .iter()
-            .map(pair_refs as fn(&(String, String)) -> (&String, &String))
+        Iter {
+            set: self,
+            front: 0,
+            back: self.ends.len(),
+        }
     }
 
     /// Names in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
-        self.pairs.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator + Clone {
+        self.iter().map(|(k, _)| k)
     }
 
     /// Values in name order.
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
-        self.pairs.iter().map(|(_, v)| v)
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator + Clone {
+        self.iter().map(|(_, v)| v)
     }
 
     /// Drops every label.
     pub fn clear(&mut self) {
-        self.pairs.clear();
+        *self = LabelSet::default();
+    }
+
+    /// Bytes on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.text.len() + std::mem::size_of_val(&*self.ends)
+    }
+}
+
+/// Ordered as a sorted list of `(name, value)` pairs: by the first pair that differs, a set
+/// that is a prefix of another first.
+impl Ord for LabelSet {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for LabelSet {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -129,14 +235,10 @@ impl fmt::Debug for LabelSet {
     }
 }
 
-impl<Q> std::ops::Index<&Q> for LabelSet
-where
-    String: Borrow<Q>,
-    Q: Ord + ?Sized,
-{
-    type Output = String;
+impl std::ops::Index<&str> for LabelSet {
+    type Output = str;
 
-    fn index(&self, name: &Q) -> &String {
+    fn index(&self, name: &str) -> &str {
         match self.get(name) {
             Some(v) => v,
             None => panic!("no such label"),
@@ -146,19 +248,13 @@ where
 
 impl FromIterator<(String, String)> for LabelSet {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> LabelSet {
-        let mut pairs: Vec<(String, String)> = iter.into_iter().collect();
-        // Stable, so of two pairs with one name the later stays last; keep its value.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        pairs.dedup_by(|later, kept| {
-            if later.0 == kept.0 {
-                std::mem::swap(&mut later.1, &mut kept.1);
-                true
-            } else {
-                false
-            }
-        });
-        pairs.shrink_to_fit();
-        LabelSet { pairs }
+        LabelSet::from_pairs(iter.into_iter().collect())
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a str)> for LabelSet {
+    fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(iter: I) -> LabelSet {
+        LabelSet::from_pairs(iter.into_iter().collect())
     }
 }
 
@@ -170,14 +266,14 @@ impl<const N: usize> From<[(String, String); N]> for LabelSet {
 
 impl Extend<(String, String)> for LabelSet {
     fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
-        }
+        let mut pairs: Vec<(String, String)> = std::mem::take(self).into_iter().collect();
+        pairs.extend(iter);
+        *self = LabelSet::from_pairs(pairs);
     }
 }
 
 impl<'a> IntoIterator for &'a LabelSet {
-    type Item = (&'a String, &'a String);
+    type Item = (&'a str, &'a str);
     type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Iter<'a> {
@@ -190,7 +286,10 @@ impl IntoIterator for LabelSet {
     type IntoIter = std::vec::IntoIter<(String, String)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.pairs.into_iter()
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 }
 
@@ -201,6 +300,35 @@ impl Serialize for LabelSet {
             m.serialize_entry(k, v)?;
         }
         m.end()
+    }
+}
+
+/// A string read from the input, borrowed when the input holds it as is (no escapes).
+struct Text<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_string())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -215,14 +343,21 @@ impl<'de> Deserialize<'de> for LabelSet {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<LabelSet, A::Error> {
-                let mut pairs = Vec::with_capacity(a.size_hint().unwrap_or(0));
-                while let Some(kv) = a.next_entry::<String, String>()? {
+                let mut pairs: Vec<(Text<'de>, Text<'de>)> =
+                    Vec::with_capacity(a.size_hint().unwrap_or(0));
+                while let Some(kv) = a.next_entry::<Text<'de>, Text<'de>>()? {
                     pairs.push(kv);
                 }
-                Ok(pairs.into_iter().collect())
+                Ok(LabelSet::from_pairs(pairs))
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -337,6 +472,60 @@ mod tests {
     }
 
     #[test]
+    fn a_set_takes_its_text_and_two_offsets_per_label() {
+        let ls = label_set([
+            ("alertname", "DiskFull"),
+            ("instance", "node0003:9100"),
+            ("severity", "critical"),
+        ]);
+        let text = "alertname".len() + "DiskFull".len() + "instance".len();
+        let text = text + "node0003:9100".len() + "severity".len() + "critical".len();
+        assert_eq!(ls.heap_bytes(), text + 3 * 8);
+        assert_eq!(ls["instance"], *"node0003:9100");
+        assert_eq!(
+            ls.keys().rev().collect::<Vec<_>>(),
+            ["severity", "instance", "alertname"]
+        );
+        assert_eq!(LabelSet::new().heap_bytes(), 0);
+        // Escaped JSON strings are read as well as borrowed ones.
+        let j: LabelSet = serde_json::from_str(r#"{"a\"b":"line\none","c":"d"}"#).unwrap();
+        assert_eq!(j.get("a\"b"), Some("line\none"));
+        assert_eq!(j.get("c"), Some("d"));
+    }
+
+    #[test]
+    fn sets_order_as_their_lists_of_pairs() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut sets = Vec::new();
+        for _ in 0..300 {
+            let n = next(4);
+            let pairs: Vec<(String, String)> = (0..n)
+                .map(|_| {
+                    (
+                        format!("k{}", next(3)),
+                        ["", "a", "ab", "b"][next(4) as usize].to_string(),
+                    )
+                })
+                .collect();
+            let ls: LabelSet = pairs.into_iter().collect();
+            let list: Vec<(String, String)> = ls.clone().into_iter().collect();
+            sets.push((ls, list));
+        }
+        for (a, la) in &sets {
+            for (b, lb) in &sets {
+                assert_eq!(a.cmp(b), la.cmp(lb), "{a:?} {b:?}");
+                assert_eq!(a == b, la == lb);
+            }
+        }
+    }
+
+    #[test]
     fn behaves_like_a_sorted_map() {
         use std::collections::BTreeMap;
         let mut rng = 0x1234_5678_9abc_def1_u64;
@@ -355,10 +544,13 @@ mod tests {
                 0 => assert_eq!(ls.remove(k.as_str()), bt.remove(k.as_str())),
                 _ => assert_eq!(ls.insert(k.clone(), v.clone()), bt.insert(k, v)),
             }
-            assert!(ls.iter().eq(bt.iter()));
+            assert!(
+                ls.iter()
+                    .eq(bt.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            );
             assert_eq!(ls.len(), bt.len());
             let probe = format!("k{}", next(12));
-            assert_eq!(ls.get(&probe), bt.get(&probe));
+            assert_eq!(ls.get(&probe), bt.get(&probe).map(String::as_str));
             assert_eq!(
                 ls.contains_key(probe.as_str()),
                 bt.contains_key(probe.as_str())
@@ -376,7 +568,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        assert_eq!(c.get("a").map(String::as_str), Some("3"));
+        assert_eq!(c.get("a"), Some("3"));
         assert_eq!(c.len(), 2);
         let j: LabelSet = serde_json::from_str(r#"{"b":"x","a":"1","a":"2"}"#).unwrap();
         assert_eq!(j, label_set([("a", "2"), ("b", "x")]));

@@ -152,7 +152,7 @@ impl Matcher {
 
     /// Whether the label set matches; a missing label counts as `""`.
     pub fn matches(&self, labels: &LabelSet) -> bool {
-        self.matches_value(labels.get(&self.name).map(String::as_str).unwrap_or(""))
+        self.matches_value(labels.get(&self.name).unwrap_or(""))
     }
 
     /// Whether the matcher matches the empty string (i.e. a missing label).

@@ -501,7 +501,7 @@ pub fn group_labels(node: &RouteNode, labels: &LabelSet) -> LabelSet {
     }
     node.group_by
         .iter()
-        .filter_map(|n| labels.get(n).map(|v| (n.clone(), v.clone())))
+        .filter_map(|n| labels.get(n).map(|v| (n.as_str(), v)))
         .collect()
 }
 

@@ -529,20 +529,16 @@ impl Silences {
     /// than once).
     fn candidates<'a>(&'a self, labels: &'a LabelSet) -> impl Iterator<Item = u32> + 'a {
         labels.iter().flat_map(move |(k, v)| {
-            let by_value = self.values.get(k.as_str()).and_then(|m| m.get(v.as_str()));
-            let by_prefix = self
-                .prefixes
-                .get(k.as_str())
-                .into_iter()
-                .flat_map(move |idx| {
-                    let bytes = v.as_bytes();
-                    idx.lens
-                        .keys()
-                        .take_while(move |l| **l <= bytes.len())
-                        .filter_map(move |l| idx.by_prefix.get(&bytes[..*l]))
-                        .flatten()
-                });
-            let by_name = self.present.get(k.as_str());
+            let by_value = self.values.get(k).and_then(|m| m.get(v));
+            let by_prefix = self.prefixes.get(k).into_iter().flat_map(move |idx| {
+                let bytes = v.as_bytes();
+                idx.lens
+                    .keys()
+                    .take_while(move |l| **l <= bytes.len())
+                    .filter_map(move |l| idx.by_prefix.get(&bytes[..*l]))
+                    .flatten()
+            });
+            let by_name = self.present.get(k);
             by_value
                 .into_iter()
                 .flatten()

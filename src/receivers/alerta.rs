@@ -315,8 +315,18 @@ impl AlertaReceiver {
             s.trim().to_string()
         };
         let rendered = |t: &Option<Template>| t.as_ref().map(render).filter(|s| !s.is_empty());
-        let label = |k: &str| a.labels.get(k).filter(|v| !v.is_empty()).cloned();
-        let annotation = |k: &str| a.annotations.get(k).filter(|v| !v.is_empty()).cloned();
+        let label = |k: &str| {
+            a.labels
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let annotation = |k: &str| {
+            a.annotations
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
         let pick = |o: &Option<String>| o.as_ref().filter(|s| !s.trim().is_empty()).cloned();
 
         let resource = pick(&ov.resource)
@@ -396,7 +406,7 @@ impl AlertaReceiver {
 
         let (severity_name, create) = match a.status {
             AlertStatus::Firing => (
-                severity(a.labels.get("severity").map_or("", String::as_str)),
+                severity(a.labels.get("severity").unwrap_or("")),
                 a.starts_at,
             ),
             AlertStatus::Resolved => (

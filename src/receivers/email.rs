@@ -629,8 +629,8 @@ pub fn default_subject(n: &Notification) -> String {
     let common = n.common_labels();
     let others: Vec<&str> = common
         .iter()
-        .filter(|(k, _)| !n.group_labels.contains_key(*k))
-        .map(|(_, v)| v.as_str())
+        .filter(|(k, _)| !n.group_labels.contains_key(k))
+        .map(|(_, v)| v)
         .collect();
     if !others.is_empty() {
         let _ = write!(s, " ({})", others.join(" "));

@@ -169,12 +169,12 @@ fn event_notification(
 /// defaults to the alert's id.
 fn alerta_overrides(
     props: &std::collections::BTreeMap<String, Vec<String>>,
-    alert_id: Option<&String>,
+    alert_id: Option<&str>,
 ) -> alerta::AlertaOverrides {
     let one = |k: &str| props.get(k).and_then(|v| v.first()).cloned();
     alerta::AlertaOverrides {
         resource: one("resource"),
-        event: one("event").or_else(|| alert_id.cloned()),
+        event: one("event").or_else(|| alert_id.map(str::to_string)),
         environment: one("environment"),
         group: one("group"),
         value: one("value"),
@@ -191,7 +191,7 @@ fn alerta_overrides(
 /// The outbox rows of one rule alert event's TICK handlers.
 pub fn handler_outbox(cfg: &Receivers, ev: &RuleEvent, external_url: &str) -> Vec<OutboxInsert> {
     let group_key = match &ev.alert.source {
-        crate::manager::alert::Source::Rule { rule, key, .. } => format!("{rule}/{key}"),
+        crate::manager::alert::Source::Rule(r) => format!("{}/{}", r.rule, r.key),
         _ => String::new(),
     };
     let mut out = Vec::new();
@@ -238,7 +238,7 @@ pub fn handler_outbox(cfg: &Receivers, ev: &RuleEvent, external_url: &str) -> Ve
                 let Some(e) = &r.email else { continue };
                 // As Kapacitor: the message is the subject, the details the (HTML) body.
                 let message = &ev.record.state.message;
-                let details = ev.alert.annotations.get("details").map(String::as_str);
+                let details = ev.alert.annotations.get("details");
                 let rendered = e.render_event(to, message, details.unwrap_or(message), details);
                 out.extend(email_row(r, rendered, &group_key));
             }

@@ -296,19 +296,18 @@ pub fn kapacitor_alert(a: &NotifiedAlert) -> Json {
         .labels
         .iter()
         .filter(|(k, _)| *k != "alertname" && *k != "severity")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     json!({
-        "id": a.annotations.get("id").cloned().unwrap_or_else(|| {
-            format!("{}:{}", a.labels.get("alertname").map_or("", String::as_str), a.fingerprint_hex())
+        "id": a.annotations.get("id").map(str::to_string).unwrap_or_else(|| {
+            format!("{}:{}", a.labels.get("alertname").unwrap_or(""), a.fingerprint_hex())
         }),
-        "message": a.annotations.get("message").or_else(|| a.annotations.get("summary")).cloned().unwrap_or_default(),
-        "details": a.annotations.get("details").or_else(|| a.annotations.get("description")).cloned().unwrap_or_default(),
+        "message": a.annotations.get("message").or_else(|| a.annotations.get("summary")).unwrap_or_default(),
+        "details": a.annotations.get("details").or_else(|| a.annotations.get("description")).unwrap_or_default(),
         "time": rfc3339(time),
         "duration": duration,
         "level": level,
         "data": {"series": [{
-            "name": a.labels.get("alertname").cloned().unwrap_or_default(),
+            "name": a.labels.get("alertname").unwrap_or_default(),
             "tags": tags,
         }]},
     })

@@ -141,7 +141,7 @@ fn clean_labels(mut l: LabelSet, field: &str, require: bool) -> Result<LabelSet,
             "{field}: invalid label name '{k}' (must match [a-zA-Z_][a-zA-Z0-9_]*)"
         ));
     }
-    if l.values().any(String::is_empty) {
+    if l.values().any(str::is_empty) {
         // An empty label value is the same as no label.
         l.retain(|_, v| !v.is_empty());
     }
@@ -806,7 +806,7 @@ mod tests {
         let (alerts, errors) = parse_posted(body.as_bytes(), NOW, TIMEOUT).unwrap();
         assert_eq!((alerts.clone(), errors.clone()), by_tree(body));
         assert_eq!(alerts.len(), 3);
-        assert_eq!(alerts[0].labels.get("host").map(String::as_str), Some("c"));
+        assert_eq!(alerts[0].labels.get("host"), Some("c"));
         assert!(!alerts[0].labels.contains_key("empty"));
         assert_eq!(alerts[2].starts_at, NOW);
         assert_eq!(alerts[2].ends_at, Some(NOW + TIMEOUT));

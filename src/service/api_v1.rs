@@ -138,8 +138,8 @@ impl ListQuery {
 
 fn source_json(src: &Source) -> Value {
     match src {
-        Source::Rule { rule, key, routed } => {
-            json!({ "kind": "rule", "rule": rule, "alert": key, "routed": routed })
+        Source::Rule(r) => {
+            json!({ "kind": "rule", "rule": r.rule, "alert": r.key, "routed": r.routed })
         }
         Source::Api => json!({ "kind": "api" }),
         Source::Check => json!({ "kind": "check" }),
@@ -215,9 +215,9 @@ pub async fn alert(State(s): State<Arc<Shared>>, Path(fp): Path<String>) -> Resp
     let mut out = alert_json(v);
     out["source"] = source_json(&v.alert.source);
     let history = match &v.alert.source {
-        Source::Rule { rule, key, .. } => {
-            let id = key.split_once('/').map_or(key.as_str(), |(_, id)| id);
-            match s.storage.events_page(Some(rule), Some(id), 100, 0).await {
+        Source::Rule(r) => {
+            let id = r.key.split_once('/').map_or(r.key.as_str(), |(_, id)| id);
+            match s.storage.events_page(Some(&r.rule), Some(id), 100, 0).await {
                 Ok((events, _)) => events,
                 Err(e) => return db_error(e),
             }

@@ -107,7 +107,7 @@ pub async fn list(
     let active: Vec<&AlertView> = alerts
         .iter()
         .filter(|a| !a.alert.resolved_at(now))
-        .inspect(|a| labels.extend(a.alert.labels.keys().map(String::as_str)))
+        .inspect(|a| labels.extend(a.alert.labels.keys()))
         .collect();
     let total = active.len();
     let shown = active
@@ -272,7 +272,8 @@ pub async fn detail(
         return busy(&v);
     };
     let (source, rule, history) = match &a.alert.source {
-        Source::Rule { rule, key, .. } => {
+        Source::Rule(r) => {
+            let (rule, key) = (&r.rule, &r.key);
             let id = key.split_once('/').map_or(key.as_str(), |(_, id)| id);
             let events = s
                 .storage
@@ -321,7 +322,7 @@ pub async fn detail(
             .alert
             .annotations
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         source,
         rule,

@@ -112,7 +112,7 @@ pub struct GroupRows {
 }
 
 fn get<'a>(l: &'a LabelSet, k: &str) -> Option<&'a str> {
-    l.get(k).map(String::as_str)
+    l.get(k)
 }
 
 /// A short name for an alert: `alertname` and the labels that usually tell alerts apart.
@@ -204,8 +204,8 @@ pub fn rows<'a>(
                 labels: a
                     .labels
                     .iter()
-                    .filter(|(k, _)| k.as_str() != "alertname")
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .filter(|(k, _)| *k != "alertname")
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 class: level_class(&severity),
                 severity,
