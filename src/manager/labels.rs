@@ -67,7 +67,9 @@ impl LabelSet {
         LabelSet::default()
     }
 
-    /// Builds a set from pairs already sorted by name, without two of one name.
+    /// Builds a set from pairs already sorted by name, without two of one name. Offsets are
+    /// 32-bit: a set comes from a request body or a stored row, both far below 4 GiB (request
+    /// bodies are limited to tens of MiB).
     fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> LabelSet {
         let len = pairs.clone().map(|(k, v)| k.len() + v.len()).sum();
         let mut text = String::with_capacity(len);

@@ -347,12 +347,16 @@ const FRESH_OUTBOX_BYTES: usize = 32 << 20;
 struct FreshOutbox {
     rows: rustc_hash::FxHashMap<i64, OutboxRow>,
     bytes: usize,
+    /// The highest id the delivery loop has taken. The writer keeps a batch only after its
+    /// commit, when the loop may already have taken some of its rows from the database: those
+    /// (ids are never reused, so at most this one) are not kept, or they would stay forever.
+    taken_up_to: i64,
 }
 
 impl FreshOutbox {
     fn insert(&mut self, row: OutboxRow) {
         let size = row.body.len() + row.target.len() + row.receiver.len();
-        if self.bytes + size > FRESH_OUTBOX_BYTES {
+        if row.id <= self.taken_up_to || self.bytes + size > FRESH_OUTBOX_BYTES {
             return;
         }
         self.bytes += size;
@@ -361,7 +365,13 @@ impl FreshOutbox {
         }
     }
 
+    /// The row of `id` if kept, which the delivery loop is taking.
     fn take(&mut self, id: i64) -> Option<OutboxRow> {
+        self.taken_up_to = self.taken_up_to.max(id);
+        self.forget(id)
+    }
+
+    fn forget(&mut self, id: i64) -> Option<OutboxRow> {
         let row = self.rows.remove(&id)?;
         self.bytes -= row.body.len() + row.target.len() + row.receiver.len();
         Some(row)
@@ -604,7 +614,8 @@ impl Storage {
                 receiver: o.receiver,
                 kind: o.kind,
                 target: o.target,
-                headers: o.headers,
+                // As a retry would read them back: one value per name.
+                headers: loaded_headers(stored_headers(&o.headers)),
                 timeout_ms: o.timeout_ms,
                 body: o.body,
                 attempts: 0,
@@ -670,6 +681,21 @@ impl Storage {
             })
             .collect())
     }
+}
+
+/// A notification's extra headers as stored: a JSON object, so one value per name (the last).
+fn stored_headers(headers: &[(String, String)]) -> serde_json::Map<String, serde_json::Value> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+        .collect()
+}
+
+/// Stored headers as sent.
+fn loaded_headers(map: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    map.into_iter()
+        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+        .collect()
 }
 
 /// Rows per multi-row statement (a power of two; smaller tails go by halves, so at most a few
@@ -740,12 +766,7 @@ async fn write_outbox(
         );
         let mut q = sqlx::query(&sql);
         for (i, d) in chunk.iter().enumerate() {
-            let headers = serde_json::Value::Object(
-                d.headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-                    .collect(),
-            );
+            let headers = serde_json::Value::Object(stored_headers(&d.headers));
             q = q
                 .bind(next + i as i64)
                 .bind(now)
@@ -976,10 +997,7 @@ impl Storage {
                     receiver: r.get(1),
                     kind: r.get(2),
                     target: r.get(3),
-                    headers: headers
-                        .into_iter()
-                        .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
-                        .collect(),
+                    headers: loaded_headers(headers),
                     timeout_ms: r.get(5),
                     body: r.get(6),
                     attempts: r.get(7),
@@ -1025,6 +1043,11 @@ impl Storage {
     pub async fn outbox_record(&self, results: &[(i64, Delivery)]) -> Result<(), StorageError> {
         if results.is_empty() {
             return Ok(());
+        }
+        if let Ok(mut fresh) = self.fresh.lock() {
+            for (id, _) in results {
+                fresh.forget(*id);
+            }
         }
         let mut tx = self.pool.begin().await?;
         // Deliveries that went through, the usual case, are marked in multi-row statements.
@@ -1622,6 +1645,84 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].body, "four");
         assert!(due[0].id > highest, "{} after {highest}", due[0].id);
+    }
+
+    #[tokio::test]
+    async fn a_notification_taken_before_the_writer_keeps_it_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let mut dup = note("hook", "g1", "one");
+        dup.headers = vec![
+            ("X-A".into(), "1".into()),
+            ("X-B".into(), "2".into()),
+            ("X-A".into(), "3".into()),
+        ];
+        let mut batch = vec![Changes {
+            outbox: vec![dup, note("hook", "g2", "two")],
+            ..Default::default()
+        }];
+        let first = st.write(&batch).await.unwrap();
+        // The delivery loop polls between the commit and the writer keeping the batch: it
+        // reads the first row from the database.
+        let now = crate::clock::now_ns() + 1;
+        let early = st
+            .outbox_due("hook", now, &FxHashSet::default(), 1)
+            .await
+            .unwrap();
+        assert_eq!(early[0].id, first);
+        st.keep_fresh(first, &mut batch);
+        assert_eq!(
+            st.fresh
+                .lock()
+                .unwrap()
+                .rows
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            [first + 1],
+            "only the row not yet taken is kept"
+        );
+        // Its retry reads the stored row, with its attempts.
+        st.outbox_record(&[(
+            first,
+            Delivery::Retry {
+                attempts: 1,
+                next_ns: 0,
+                error: "HTTP 503".into(),
+            },
+        )])
+        .await
+        .unwrap();
+        let busy: FxHashSet<i64> = [first + 1].into_iter().collect();
+        let again = st.outbox_due("hook", now, &busy, 10).await.unwrap();
+        assert_eq!((again[0].id, again[0].attempts), (first, 1));
+        // The same headers whether read back or kept: one value per name, the last.
+        assert_eq!(again[0].headers, early[0].headers);
+        let kept = st
+            .outbox_due("hook", now, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        let kept = kept.iter().find(|r| r.id == first + 1).unwrap();
+        assert_eq!(kept.headers, [("X-A".to_string(), "1".to_string())]);
+        assert_eq!(
+            early[0].headers,
+            [
+                ("X-A".to_string(), "3".to_string()),
+                ("X-B".to_string(), "2".to_string())
+            ]
+        );
+        let mut fresh_dup = vec![Changes {
+            outbox: vec![{
+                let mut n = note("hook", "g3", "three");
+                n.headers = vec![("X-A".into(), "1".into()), ("X-A".into(), "3".into())];
+                n
+            }],
+            ..Default::default()
+        }];
+        let id = st.write(&fresh_dup).await.unwrap();
+        st.keep_fresh(id, &mut fresh_dup);
+        let taken = st.fresh.lock().unwrap().take(id).unwrap();
+        assert_eq!(taken.headers, [("X-A".to_string(), "3".to_string())]);
     }
 
     #[test]
