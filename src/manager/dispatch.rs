@@ -485,12 +485,12 @@ impl Dispatcher {
             let Some(&idx) = self.node_index.get(&node.id) else {
                 continue;
             };
-            let labels = group_labels(node, &a.labels);
-            let id = format!(
-                "{}\u{1}{}",
-                node.id,
-                crate::manager::route::format_label_set(&labels)
-            );
+            // The group's id, written in one buffer; its label set is built only for a new
+            // group.
+            let mut id = String::with_capacity(node.id.len() + 64);
+            id.push_str(&node.id);
+            id.push('\u{1}');
+            crate::manager::route::write_group_labels(&mut id, node, &a.labels);
             let g = match self.groups.get_mut(&id) {
                 Some(g) => g,
                 None => {
@@ -505,7 +505,7 @@ impl Dispatcher {
                     self.groups.entry(id.clone()).or_insert(Group {
                         node: idx,
                         key: group_key(node, &a.labels),
-                        labels,
+                        labels: group_labels(node, &a.labels),
                         alerts: FxHashSet::default(),
                         next_flush: next,
                     })

@@ -505,6 +505,25 @@ pub fn group_labels(node: &RouteNode, labels: &LabelSet) -> LabelSet {
         .collect()
 }
 
+/// Appends [`format_label_set`] of [`group_labels`] to `out` without building the set: the
+/// labels come in name order, so picking them in turn keeps the order.
+pub fn write_group_labels(out: &mut String, node: &RouteNode, labels: &LabelSet) {
+    out.push('{');
+    let grouped = labels
+        .iter()
+        .filter(|(k, _)| node.group_by_all || node.group_by.iter().any(|n| n == k));
+    for (i, (k, v)) in grouped.enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(k);
+        out.push('=');
+        // Writing to a String cannot fail.
+        let _ = write_quoted(out, v);
+    }
+    out.push('}');
+}
+
 /// Render a label set as Alertmanager does: `{a="1", b="2"}` (sorted,
 /// comma and space, values quoted).
 pub fn format_label_set(labels: &LabelSet) -> String {
@@ -808,6 +827,17 @@ matchers = ['z="1"', 'a="2"']
             group_key(ops, &ls3),
             r#"{}/{severity="critical"}:{alertname="a\"b"}"#
         );
+        // Written straight into a buffer, the group labels read the same.
+        for node in [ops, prod, &root.root] {
+            for l in [&ls, &ls2, &ls3, &LabelSet::new()] {
+                let mut out = String::from("x");
+                write_group_labels(&mut out, node, l);
+                assert_eq!(
+                    out,
+                    format!("x{}", format_label_set(&group_labels(node, l)))
+                );
+            }
+        }
     }
 
     #[test]
