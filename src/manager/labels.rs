@@ -212,7 +212,8 @@ impl LabelSet {
     }
 
     /// Bytes on the heap.
-    pub fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         self.text.len() + std::mem::size_of_val(&*self.ends)
     }
 }
@@ -473,6 +474,16 @@ mod tests {
         }
     }
 
+    /// Pseudo-random numbers below `n`, the same sequence for a seed.
+    fn xorshift(mut rng: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        }
+    }
+
     #[test]
     fn a_set_takes_its_text_and_two_offsets_per_label() {
         let ls = label_set([
@@ -497,13 +508,7 @@ mod tests {
 
     #[test]
     fn sets_order_as_their_lists_of_pairs() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut sets = Vec::new();
         for _ in 0..300 {
             let n = next(4);
@@ -530,13 +535,7 @@ mod tests {
     #[test]
     fn behaves_like_a_sorted_map() {
         use std::collections::BTreeMap;
-        let mut rng = 0x1234_5678_9abc_def1_u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = xorshift(0x1234_5678_9abc_def1);
         let mut ls = LabelSet::new();
         let mut bt: BTreeMap<String, String> = BTreeMap::new();
         for _ in 0..2_000 {

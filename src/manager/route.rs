@@ -15,7 +15,6 @@
 //!   `{}/{a="1"}/0/{b="2"}/3`. Ids are unique within a tree and stable as
 //!   long as the configuration does not change.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -508,11 +507,26 @@ pub fn group_labels(node: &RouteNode, labels: &LabelSet) -> LabelSet {
 /// Appends [`format_label_set`] of [`group_labels`] to `out` without building the set: the
 /// labels come in name order, so picking them in turn keeps the order.
 pub fn write_group_labels(out: &mut String, node: &RouteNode, labels: &LabelSet) {
+    write_label_pairs(
+        out,
+        labels
+            .iter()
+            .filter(|(k, _)| node.group_by_all || node.group_by.iter().any(|n| n == k)),
+    );
+}
+
+/// Render a label set as Alertmanager does: `{a="1", b="2"}` (sorted,
+/// comma and space, values quoted).
+pub fn format_label_set(labels: &LabelSet) -> String {
+    let mut out = String::new();
+    write_label_pairs(&mut out, labels.iter());
+    out
+}
+
+/// Appends `{a="1", b="2"}` for `pairs`, in their order.
+fn write_label_pairs<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     out.push('{');
-    let grouped = labels
-        .iter()
-        .filter(|(k, _)| node.group_by_all || node.group_by.iter().any(|n| n == k));
-    for (i, (k, v)) in grouped.enumerate() {
+    for (i, (k, v)) in pairs.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
@@ -524,27 +538,6 @@ pub fn write_group_labels(out: &mut String, node: &RouteNode, labels: &LabelSet)
     out.push('}');
 }
 
-/// Render a label set as Alertmanager does: `{a="1", b="2"}` (sorted,
-/// comma and space, values quoted).
-pub fn format_label_set(labels: &LabelSet) -> String {
-    struct W<'a>(&'a LabelSet);
-    impl fmt::Display for W<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("{")?;
-            for (i, (k, v)) in self.0.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                f.write_str(k)?;
-                f.write_str("=")?;
-                write_quoted(f, v)?;
-            }
-            f.write_str("}")
-        }
-    }
-    W(labels).to_string()
-}
-
 /// The aggregation group key of an alert at `node`: the route key, `:`, and
 /// the group labels, e.g.
 /// `{}/{severity="critical"}:{alertname="DiskFull", cluster="prod"}`.
@@ -553,11 +546,9 @@ pub fn format_label_set(labels: &LabelSet) -> String {
 /// identical matchers produce identical group keys; a dispatcher that must
 /// keep them apart should key its groups by `(node.id, group_key)`.
 pub fn group_key(node: &RouteNode, labels: &LabelSet) -> String {
-    format!(
-        "{}:{}",
-        node.key,
-        format_label_set(&group_labels(node, labels))
-    )
+    let mut key = format!("{}:", node.key);
+    write_group_labels(&mut key, node, labels);
+    key
 }
 
 #[cfg(test)]

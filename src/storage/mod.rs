@@ -354,14 +354,19 @@ struct FreshOutbox {
 }
 
 impl FreshOutbox {
+    /// The bytes a kept row counts for against the bound.
+    fn weight(row: &OutboxRow) -> usize {
+        row.body.len() + row.target.len() + row.receiver.len()
+    }
+
     fn insert(&mut self, row: OutboxRow) {
-        let size = row.body.len() + row.target.len() + row.receiver.len();
+        let size = FreshOutbox::weight(&row);
         if row.id <= self.taken_up_to || self.bytes + size > FRESH_OUTBOX_BYTES {
             return;
         }
         self.bytes += size;
         if let Some(old) = self.rows.insert(row.id, row) {
-            self.bytes -= old.body.len() + old.target.len() + old.receiver.len();
+            self.bytes -= FreshOutbox::weight(&old);
         }
     }
 
@@ -373,7 +378,7 @@ impl FreshOutbox {
 
     fn forget(&mut self, id: i64) -> Option<OutboxRow> {
         let row = self.rows.remove(&id)?;
-        self.bytes -= row.body.len() + row.target.len() + row.receiver.len();
+        self.bytes -= FreshOutbox::weight(&row);
         Some(row)
     }
 }
@@ -980,8 +985,6 @@ impl Storage {
              WHERE o.status = 'pending' AND o.id IN ({})",
             vec!["?"; take.len()].join(", ")
         );
-        // Ordered here, not by SQLite: its sorter would copy every body (~27 KB each for a
-        // large group) into a sort buffer and spill it to a temporary file.
         let mut q = sqlx::query(&sql);
         for id in &take {
             q = q.bind(id);
@@ -1005,6 +1008,8 @@ impl Storage {
             })
             .collect();
         rows.append(&mut found);
+        // Ordered here, not by SQLite: its sorter would copy every body (~27 KB each for a
+        // large group) into a sort buffer and spill it to a temporary file.
         rows.sort_unstable_by_key(|r| r.id);
         Ok(rows)
     }
