@@ -412,21 +412,172 @@ mod tests {
 
     #[test]
     fn a_window_holds_a_bounded_number_of_points() {
-        let rule = "stream|from().measurement('m')|window().period(1h).every(1h)|count('v')|alert().crit(lambda: \"count\" > 0)";
-        let plan = Arc::new(compile_source("w", rule).unwrap());
-        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        // A window feeding a node that needs its points (here `where`) buffers them, up to
+        // the bound; one feeding a reducer directly keeps running figures and counts them all.
         let extra = 6;
-        for t in 0..(nodes::MAX_WINDOW_POINTS + extra) as i64 {
-            let line = format!("m v=1 {t}");
-            engine.process(None, None, &parse_line(&line, 1).unwrap(), t);
+        for (pipeline, overflow, count) in [
+            (
+                "|where(lambda: TRUE)|count('v')",
+                extra as u64,
+                nodes::MAX_WINDOW_POINTS,
+            ),
+            ("|count('v')", 0, nodes::MAX_WINDOW_POINTS + extra),
+        ] {
+            let rule = format!(
+                "stream|from().measurement('m')|window().period(1h).every(1h){pipeline}\
+                 |alert().crit(lambda: \"count\" > 0)"
+            );
+            let plan = Arc::new(compile_source("w", &rule).unwrap());
+            let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+            for t in 0..(nodes::MAX_WINDOW_POINTS + extra) as i64 {
+                let line = format!("m v=1 {t}");
+                engine.process(None, None, &parse_line(&line, 1).unwrap(), t);
+            }
+            assert_eq!(
+                engine.tasks()[0].stats().window_overflow,
+                overflow,
+                "{rule}"
+            );
+            engine.flush();
+            let events = engine.drain_events();
+            assert_eq!(
+                events[0].data.points[0].1[0].1,
+                crate::rules::lambda::Value::Int(count as i64),
+                "{rule}"
+            );
         }
-        assert_eq!(engine.tasks()[0].stats().window_overflow, extra as u64);
+    }
+
+    /// Runs `rule` over `lines` (line protocol with times), closing idle windows by the wall
+    /// clock at the given steps, then flushing: the events' (id, time, level, name, tags,
+    /// points) and the missing-field and type-error counters.
+    fn replay(
+        rule: &str,
+        lines: &[(String, i64)],
+        ticks: &[(usize, i64)],
+    ) -> (Vec<String>, u64, u64, usize) {
+        let plan = Arc::new(compile_source("r", rule).unwrap());
+        let mut engine = Engine::new(vec![plan], &TaskConfig::default());
+        let mut events = Vec::new();
+        for (i, (line, t)) in lines.iter().enumerate() {
+            for &(_, now) in ticks.iter().filter(|(at, _)| *at == i) {
+                engine.wall_tick(now, 0);
+            }
+            engine.process(None, None, &parse_line(line, 1).unwrap(), *t);
+            events.extend(engine.drain_events());
+        }
         engine.flush();
-        let events = engine.drain_events();
-        assert_eq!(
-            events[0].data.points[0].1[0].1,
-            crate::rules::lambda::Value::Int(nodes::MAX_WINDOW_POINTS as i64)
-        );
+        events.extend(engine.drain_events());
+        let shown = events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {:?} {} {:?} {:?}",
+                    e.id, e.time, e.level, e.data.name, e.data.tags, e.data.points
+                )
+            })
+            .collect();
+        let stats = engine.tasks()[0].stats();
+        let fused = engine.tasks()[0].fused_windows();
+        (shown, stats.missing_field, stats.type_error, fused)
+    }
+
+    #[test]
+    fn a_window_fused_with_its_reducer_emits_what_the_pair_would() {
+        // Random points of three hosts: mostly increasing times with some late ones; floats,
+        // integers, points without the field and a few strings from host a, a few distinct
+        // values (ties) from host b, integers alone from host c. Every window shape and
+        // reducer that fuses is run as is and with a `where` between window and reducer
+        // (which keeps them apart), and both must give the same events and counters.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let s = 1_000_000_000i64;
+        let mut lines = Vec::new();
+        let mut ticks = Vec::new();
+        let mut clock = 1_000 * s;
+        for i in 0..3000 {
+            let host = ["a", "b", "c"][(next() % 3) as usize];
+            clock += (next() % 3000) as i64 * 1_000_000;
+            let t = if next() % 10 == 0 {
+                clock - (next() % 25_000) as i64 * 1_000_000
+            } else {
+                clock
+            };
+            let field = match next() % 100 {
+                0..=84 if host == "c" => format!("v={}i", next() % 5),
+                85..=100 if host == "c" => "w=1".to_string(),
+                0..=64 if host == "b" => format!("v={}", (next() % 4) as f64 / 2.0),
+                65..=84 if host == "b" => format!("v={}i", next() % 3),
+                0..=64 => format!("v={}", (next() % 20_000) as f64 / 100.0 - 50.0),
+                65..=84 => format!("v={}i", (next() % 200) as i64 - 100),
+                85..=97 => "w=1".to_string(),
+                _ => "v=\"x\"".to_string(),
+            };
+            lines.push((format!("m,host={host} {field} {t}"), t));
+            if next() % 200 == 0 {
+                // Far enough ahead that some groups' windows are idle past their end.
+                ticks.push((i, clock + (next() % 20_000) as i64 * 1_000_000));
+            }
+        }
+        // Only a string now and then: most windows make a value, some a type error.
+        let windows = [
+            ".period(10s).every(10s)",
+            ".period(5s).every(10s)",
+            ".period(10s).every(10s).align()",
+            ".period(10s).every(10s).fillPeriod()",
+            ".period(4s).every(10s).align()",
+        ];
+        let reducers = [
+            "mean('v')",
+            "sum('v')",
+            "count('v')",
+            "min('v')",
+            "max('v')",
+            "first('v')",
+            "last('v')",
+            "min('v').usePointTimes()",
+            "max('v').usePointTimes()",
+            "first('v').usePointTimes()",
+            "last('v').usePointTimes()",
+        ];
+        for w in windows {
+            for r in reducers {
+                let rule = |between: &str| {
+                    format!(
+                        "stream|from().measurement('m').groupBy('host')|window(){w}{between}|{r}\
+                         |alert().crit(lambda: TRUE)"
+                    )
+                };
+                let (fused, missing, type_errors, n) = replay(&rule(""), &lines, &ticks);
+                let (apart, missing_apart, type_errors_apart, n_apart) =
+                    replay(&rule("|where(lambda: TRUE)"), &lines, &ticks);
+                assert_eq!((n, n_apart), (1, 0), "{w} {r}");
+                assert!(fused.len() > 100, "{w} {r}: {} events", fused.len());
+                assert_eq!(fused.len(), apart.len(), "{w} {r}");
+                for (a, b) in fused.iter().zip(&apart) {
+                    assert_eq!(a, b, "{w} {r}");
+                }
+                assert_eq!(
+                    (missing, type_errors),
+                    (missing_apart, type_errors_apart),
+                    "{w} {r}"
+                );
+                assert!(missing > 0, "{w} {r}");
+                let numeric = ["mean", "sum", "min", "max"]
+                    .iter()
+                    .any(|f| r.starts_with(f));
+                assert_eq!(
+                    type_errors > 0,
+                    numeric,
+                    "{w} {r}: {type_errors} type errors"
+                );
+            }
+        }
     }
 
     /// Feeds a body of line protocol the way the service does: validated into a batch, field

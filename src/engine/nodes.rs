@@ -22,6 +22,9 @@ pub(crate) enum RNode {
     Passthrough,
     Where(WhereRt),
     Window(WindowRt),
+    /// A tumbling window and the reducer that was its only child, as one node
+    /// ([`fuse`]).
+    WindowReduce(WindowReduceRt),
     GroupBy(GroupSpec),
     Agg(AggRt),
     Eval(EvalRt),
@@ -103,6 +106,10 @@ impl RNode {
                 Msg::Point(p) => w.point(p, ctx, out),
                 Msg::Batch(_) => {}
             },
+            RNode::WindowReduce(w) => match msg {
+                Msg::Point(p) => w.point(p, ctx, out),
+                Msg::Batch(_) => {}
+            },
             RNode::GroupBy(spec) => regroup(spec, msg, ctx, out),
             RNode::Agg(a) => a.process(msg, ctx, out),
             RNode::Eval(e) => e.process(msg, ctx, out),
@@ -148,6 +155,9 @@ impl RNode {
             RNode::Window(w) => {
                 w.groups.remove(g);
             }
+            RNode::WindowReduce(w) => {
+                w.groups.remove(g);
+            }
             RNode::Agg(a) => {
                 a.groups.remove(g);
             }
@@ -172,14 +182,18 @@ impl RNode {
     }
 
     pub(crate) fn flush(&mut self, ctx: &mut Ctx, out: &mut Out) {
-        if let RNode::Window(w) = self {
-            w.flush(ctx, out);
+        match self {
+            RNode::Window(w) => w.flush(ctx, out),
+            RNode::WindowReduce(w) => w.flush(ctx, out),
+            _ => {}
         }
     }
 
     pub(crate) fn close_idle(&mut self, cutoff: i64, ctx: &mut Ctx, out: &mut Out) {
-        if let RNode::Window(w) = self {
-            w.close_idle(cutoff, ctx, out);
+        match self {
+            RNode::Window(w) => w.close_idle(cutoff, ctx, out),
+            RNode::WindowReduce(w) => w.close_idle(cutoff, ctx, out),
+            _ => {}
         }
     }
 
@@ -195,6 +209,7 @@ impl RNode {
                         })
                         .sum::<usize>()
             }
+            RNode::WindowReduce(w) => w.groups.slot_bytes(),
             RNode::Agg(a) => {
                 a.groups.slot_bytes()
                     + a.groups
@@ -307,6 +322,35 @@ fn truncate(t: i64, d: i64) -> i64 {
     i64::try_from(truncated).unwrap_or(if truncated < 0 { i64::MIN } else { i64::MAX })
 }
 
+/// When a group's first window, opened by a point at `t`, ends.
+fn first_emit(spec: &WindowSpec, t: i64) -> i64 {
+    if spec.fill_period {
+        let first = t.saturating_add(spec.every.max(spec.period));
+        if spec.align {
+            truncate(first, spec.every).saturating_add(spec.every)
+        } else {
+            first
+        }
+    } else {
+        let first = t.saturating_add(spec.every);
+        if spec.align {
+            truncate(first, spec.every)
+        } else {
+            first
+        }
+    }
+}
+
+/// When the window that a point at `t` opens by closing the previous one ends.
+fn next_emit_after(spec: &WindowSpec, t: i64) -> i64 {
+    let next = t.saturating_add(spec.every);
+    if spec.align {
+        truncate(next, spec.every)
+    } else {
+        next
+    }
+}
+
 impl WindowRt {
     fn point(&mut self, p: Point, ctx: &mut Ctx, out: &mut Out) {
         let spec = &self.spec;
@@ -315,28 +359,11 @@ impl WindowRt {
         }
         let t = p.time;
         let group = p.group;
-        let st = self.groups.get_or_insert_with(group, || {
-            let next_emit = if spec.fill_period {
-                let first = t.saturating_add(spec.every.max(spec.period));
-                if spec.align {
-                    truncate(first, spec.every).saturating_add(spec.every)
-                } else {
-                    first
-                }
-            } else {
-                let first = t.saturating_add(spec.every);
-                if spec.align {
-                    truncate(first, spec.every)
-                } else {
-                    first
-                }
-            };
-            WinState {
-                buf: VecDeque::new(),
-                next_emit,
-                since_emit: 0,
-                expect: 0,
-            }
+        let st = self.groups.get_or_insert_with(group, || WinState {
+            buf: VecDeque::new(),
+            next_emit: first_emit(spec, t),
+            since_emit: 0,
+            expect: 0,
         });
         if spec.every == 0 {
             // Emit on every point: the window (t - period, t].
@@ -358,10 +385,7 @@ impl WindowRt {
             while st.buf.front().is_some_and(|q| q.time < oldest) {
                 st.buf.pop_front();
             }
-            st.next_emit = t.saturating_add(spec.every);
-            if spec.align {
-                st.next_emit = truncate(st.next_emit, spec.every);
-            }
+            st.next_emit = next_emit_after(spec, t);
             let b = if spec.period <= spec.every {
                 // A tumbling window holds nothing of the emitted window afterwards: its points
                 // move into the batch (no copy), and an idle group keeps only what it buffers.
@@ -484,6 +508,294 @@ fn batch_name(first: Option<&Point>, group: GroupId, ctx: &Ctx) -> Name {
         (Some(p), _) => p.name.clone(),
         (None, Some(e)) => e.name.clone(),
         (None, None) => Name::from(""),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// window followed by a reducer
+
+/// The window and reducer of a plan as one node, when the plan allows: a time-based window
+/// that holds nothing of an emitted window afterwards (`period` at most `every`) whose only
+/// child is `mean`, `sum`, `count`, `min`, `max`, `first` or `last` of one field. The pair
+/// then keeps, per group, running figures of the open window instead of its points: no point
+/// is buffered, no batch is built, and the node emits exactly the point the reducer would
+/// have made of the window's batch (same time, value, name, tags, errors and counters), to
+/// the reducer's children. The one difference: with nothing buffered, such a window never
+/// reaches [`MAX_WINDOW_POINTS`] and drops nothing.
+pub(crate) fn fuse(window: &NodeKind, reducer: &NodeKind, names: &mut NameCache) -> Option<RNode> {
+    let (NodeKind::Window(w), NodeKind::Aggregate(a)) = (window, reducer) else {
+        return None;
+    };
+    let fusable = w.period_count == 0
+        && w.every > 0
+        && w.period <= w.every
+        && a.more.is_empty()
+        && matches!(
+            a.func,
+            AggFunc::Mean
+                | AggFunc::Sum
+                | AggFunc::Count
+                | AggFunc::Min
+                | AggFunc::Max
+                | AggFunc::First
+                | AggFunc::Last
+        );
+    fusable.then(|| {
+        RNode::WindowReduce(WindowReduceRt {
+            spec: w.clone(),
+            reducer: Reducer {
+                func: a.func,
+                field: names.get(&a.field),
+                as_name: names.get(&a.as_name),
+                use_point_times: a.use_point_times,
+            },
+            groups: GroupVec::default(),
+        })
+    })
+}
+
+pub(crate) struct WindowReduceRt {
+    spec: WindowSpec,
+    reducer: Reducer,
+    groups: GroupVec<ReduceState>,
+}
+
+/// The reducer of a fused window.
+struct Reducer {
+    func: AggFunc,
+    field: Name,
+    as_name: Name,
+    use_point_times: bool,
+}
+
+struct ReduceState {
+    next_emit: i64,
+    window: Running,
+}
+
+/// What a window's batch would have told its reducer, gathered point by point.
+struct Running {
+    /// Points that arrived in the window, counting those a window drops as too old.
+    seen: u32,
+    /// Points the window keeps: all but the leading run of points older than its start,
+    /// which a window's buffer drops from its front when it closes.
+    kept: u32,
+    /// Measurement of the first kept point.
+    name: Option<Name>,
+    /// Values of the field among the kept points.
+    n: u64,
+    /// Their sum as floats, in arrival order (as a batch's values are summed).
+    sum: f64,
+    /// Their wrapping sum as integers, meaningful while `all_int`.
+    int_sum: i64,
+    all_int: bool,
+    /// The first value that is not a number, which a numeric reducer reports.
+    not_number: Option<Value>,
+    /// `first`, `last`, or the min/max so far by float comparison (with its float).
+    pick: Option<(i64, Value)>,
+    pick_f: f64,
+    /// The min/max so far by integer comparison, used when every value is an integer.
+    pick_int: Option<(i64, i64)>,
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Running {
+            seen: 0,
+            kept: 0,
+            name: None,
+            n: 0,
+            // Summing floats starts from -0.0, as `Iterator::sum` does.
+            sum: -0.0,
+            int_sum: 0,
+            all_int: true,
+            not_number: None,
+            pick: None,
+            pick_f: 0.0,
+            pick_int: None,
+        }
+    }
+}
+
+impl Running {
+    fn add(&mut self, func: AggFunc, t: i64, v: &Value) {
+        self.n += 1;
+        let x = v.as_f64();
+        match x {
+            Some(x) => self.sum += x,
+            None => {
+                if self.not_number.is_none() {
+                    self.not_number = Some(v.clone());
+                }
+            }
+        }
+        match v {
+            Value::Int(i) => self.int_sum = self.int_sum.wrapping_add(*i),
+            _ => self.all_int = false,
+        }
+        match func {
+            AggFunc::First if self.pick.is_none() => self.pick = Some((t, v.clone())),
+            AggFunc::Last => self.pick = Some((t, v.clone())),
+            AggFunc::Min | AggFunc::Max => {
+                let min = func == AggFunc::Min;
+                // Only a strictly better value replaces the best, so ties keep the earliest
+                // and a leading NaN stays, as a scan of the batch does.
+                if let Some(x) = x {
+                    let better = self.pick.is_none()
+                        || if min {
+                            x < self.pick_f
+                        } else {
+                            self.pick_f < x
+                        };
+                    if better {
+                        self.pick = Some((t, v.clone()));
+                        self.pick_f = x;
+                    }
+                }
+                if let Value::Int(i) = *v {
+                    let better = self
+                        .pick_int
+                        .is_none_or(|(_, b)| if min { i < b } else { b < i });
+                    if better {
+                        self.pick_int = Some((t, i));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What [`reduce`] gives for the window's values; None when a batch without values
+    /// makes no point (every function but `count`).
+    fn result(&self, func: AggFunc) -> Option<Result<(Option<i64>, Value), String>> {
+        if self.n == 0 && func != AggFunc::Count {
+            return None;
+        }
+        let numbers = |r: (Option<i64>, Value)| match &self.not_number {
+            Some(v) => Err(needs_numbers(func, v)),
+            None => Ok(r),
+        };
+        Some(match func {
+            AggFunc::Count => Ok((None, Value::Int(self.n as i64))),
+            AggFunc::Mean => numbers((None, Value::Float(self.sum / self.n as f64))),
+            AggFunc::Sum if self.all_int => Ok((None, Value::Int(self.int_sum))),
+            AggFunc::Sum => numbers((None, Value::Float(self.sum))),
+            AggFunc::Min | AggFunc::Max if self.all_int => {
+                let (t, i) = self.pick_int?;
+                Ok((Some(t), Value::Int(i)))
+            }
+            AggFunc::Min | AggFunc::Max if let Some(v) = &self.not_number => {
+                Err(needs_numbers(func, v))
+            }
+            _ => {
+                let (t, v) = self.pick.clone()?;
+                Ok((Some(t), v))
+            }
+        })
+    }
+}
+
+impl Reducer {
+    /// The point the reducer makes of a closed window ending at `end`, if any.
+    fn point_of(&self, w: Running, group: GroupId, end: i64, ctx: &mut Ctx) -> Option<Point> {
+        match w.result(self.func)? {
+            Ok((t, v)) => {
+                let time = if self.use_point_times {
+                    t.unwrap_or(end)
+                } else {
+                    end
+                };
+                let mut fields = Fields::new();
+                fields.push((self.as_name.clone(), v));
+                Some(Point {
+                    name: match w.name {
+                        Some(n) => n,
+                        None => batch_name(None, group, ctx),
+                    },
+                    time,
+                    tags: ctx.group_tags(group),
+                    fields,
+                    group,
+                })
+            }
+            Err(e) => {
+                ctx.stats.type_error(&ctx.task, e);
+                None
+            }
+        }
+    }
+}
+
+impl WindowReduceRt {
+    /// Like [`WindowRt::point`] followed by the reducer of the batch it may emit.
+    fn point(&mut self, p: Point, ctx: &mut Ctx, out: &mut Out) {
+        let WindowReduceRt {
+            spec,
+            reducer,
+            groups,
+        } = self;
+        let (t, group) = (p.time, p.group);
+        let st = groups.get_or_insert_with(group, || ReduceState {
+            next_emit: first_emit(spec, t),
+            window: Running::default(),
+        });
+        if t >= st.next_emit {
+            let end = st.next_emit;
+            st.next_emit = next_emit_after(spec, t);
+            let closed = std::mem::take(&mut st.window);
+            out.extend(reducer.point_of(closed, group, end, ctx).map(Msg::Point));
+        }
+        add_point(st, spec, reducer, p, ctx);
+    }
+
+    /// Like [`WindowRt::close_idle`].
+    fn close_idle(&mut self, cutoff: i64, ctx: &mut Ctx, out: &mut Out) {
+        let due: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, st)| st.next_emit <= cutoff && st.window.seen > 0)
+            .map(|(g, _)| g)
+            .collect();
+        for g in due {
+            if let Some(st) = self.groups.remove(g)
+                && st.window.kept > 0
+            {
+                let p = self.reducer.point_of(st.window, g, st.next_emit, ctx);
+                out.extend(p.map(Msg::Point));
+            }
+        }
+    }
+
+    /// Like [`WindowRt::flush`].
+    fn flush(&mut self, ctx: &mut Ctx, out: &mut Out) {
+        for (g, st) in self.groups.iter_mut() {
+            if st.window.seen == 0 {
+                continue;
+            }
+            let w = std::mem::take(&mut st.window);
+            out.extend(
+                self.reducer
+                    .point_of(w, g, st.next_emit, ctx)
+                    .map(Msg::Point),
+            );
+        }
+    }
+}
+
+/// Adds a point to its group's open window.
+fn add_point(st: &mut ReduceState, spec: &WindowSpec, reducer: &Reducer, p: Point, ctx: &mut Ctx) {
+    let w = &mut st.window;
+    w.seen = w.seen.saturating_add(1);
+    if w.kept == 0 && p.time < st.next_emit.saturating_sub(spec.period) {
+        return;
+    }
+    w.kept = w.kept.saturating_add(1);
+    match p.field(&reducer.field) {
+        Some(v) => w.add(reducer.func, p.time, v),
+        None => ctx.stats.missing(&ctx.task, &reducer.field),
+    }
+    if w.name.is_none() {
+        w.name = Some(p.name);
     }
 }
 
@@ -808,20 +1120,21 @@ fn func_name(f: AggFunc) -> &'static str {
 }
 
 /// Reduces a batch's values; returns the selected point's time for selectors.
+/// The error of a reducer that needs numbers and met `v`.
+fn needs_numbers(func: AggFunc, v: &Value) -> String {
+    format!(
+        "{} needs numbers, got {} '{}'",
+        func_name(func),
+        v.type_name(),
+        v
+    )
+}
+
 fn reduce(func: AggFunc, values: &[(i64, Value)]) -> Result<(Option<i64>, Value), String> {
     let nums = || -> Result<Vec<f64>, String> {
         values
             .iter()
-            .map(|(_, v)| {
-                v.as_f64().ok_or_else(|| {
-                    format!(
-                        "{} needs numbers, got {} '{}'",
-                        func_name(func),
-                        v.type_name(),
-                        v
-                    )
-                })
-            })
+            .map(|(_, v)| v.as_f64().ok_or_else(|| needs_numbers(func, v)))
             .collect()
     };
     let all_int = values.iter().all(|(_, v)| matches!(v, Value::Int(_)));

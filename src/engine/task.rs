@@ -495,7 +495,21 @@ impl Task {
                 nodes::build(&plan, i, &mut names)
             })
             .collect();
-        let children = plan.nodes.iter().map(|n| n.children.clone()).collect();
+        let mut nodes = nodes;
+        let mut children: Vec<Vec<usize>> = plan.nodes.iter().map(|n| n.children.clone()).collect();
+        // A window whose only child is a reducer becomes one node that keeps running figures
+        // instead of points (`nodes::fuse`); it sends what the reducer would have sent to the
+        // reducer's children, and the reducer itself is left out of the graph.
+        for i in 0..nodes.len() {
+            if let [c] = children[i][..]
+                && let Some(fused) =
+                    nodes::fuse(&plan.nodes[i].kind, &plan.nodes[c].kind, &mut names)
+            {
+                nodes[i] = fused;
+                children[i] = std::mem::take(&mut children[c]);
+                nodes[c] = RNode::Passthrough;
+            }
+        }
         let sources = plan
             .sources()
             .map(|(i, spec)| Source {
@@ -533,6 +547,15 @@ impl Task {
             expiry,
             next_expiry_check: i64::MIN,
         }
+    }
+
+    /// How many windows run fused with their reducer.
+    #[cfg(test)]
+    pub(crate) fn fused_windows(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n, RNode::WindowReduce(_)))
+            .count()
     }
 
     /// The plan this task runs.

@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Query, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -195,14 +195,39 @@ async fn admit(
     let room = s.wait_until(deadline, || s.has_room()).await;
     // The body is read even when refused: an HTTP/1.1 client still sending it would otherwise
     // see the connection closed instead of the answer.
-    let body = Bytes::from_request(req, s)
+    let body = read_body(req, s.config.ingest.max_body_bytes)
         .await
-        .map_err(IntoResponse::into_response)?;
+        .map_err(|e| finish(s, endpoint, Err(e)))?;
     if !room {
         s.metrics.ingest_queue_full.inc();
         return Err(finish(s, endpoint, Ok(Outcome::Busy)));
     }
     Ok(body)
+}
+
+/// Reads a request body into one buffer sized from `Content-Length`: the only copy of it,
+/// which the line protocol parser then reads in place. A body over `limit` bytes is refused as
+/// soon as that is known (from the header, or while reading).
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, WriteError> {
+    use futures_util::StreamExt;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(WriteError::TooLarge { limit });
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    let mut chunks = req.into_body().into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| WriteError::BadBody(format!("reading the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(WriteError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// What a write turned into.
