@@ -568,64 +568,70 @@ struct Reducer {
     use_point_times: bool,
 }
 
+/// A group's open window: 128 bytes, aligned so they are one pair of cache lines, with what
+/// every reducer reads in the first line.
+#[repr(C, align(64))]
 struct ReduceState {
     next_emit: i64,
     window: Running,
 }
 
 /// What a window's batch would have told its reducer, gathered point by point.
+#[repr(C)]
 struct Running {
+    /// The sum of the values as floats, in arrival order (as a batch's values are summed).
+    sum: f64,
+    /// Their wrapping sum as integers, meaningful while `all_int`.
+    int_sum: i64,
+    /// The float of `pick` for min/max.
+    pick_f: f64,
     /// Points that arrived in the window, counting those a window drops as too old.
     seen: u32,
     /// Points the window keeps: all but the leading run of points older than its start,
     /// which a window's buffer drops from its front when it closes.
     kept: u32,
+    /// Values of the field among the kept points.
+    n: u32,
+    all_int: bool,
     /// Measurement of the first kept point.
     name: Option<Name>,
-    /// Values of the field among the kept points.
-    n: u64,
-    /// Their sum as floats, in arrival order (as a batch's values are summed).
-    sum: f64,
-    /// Their wrapping sum as integers, meaningful while `all_int`.
-    int_sum: i64,
-    all_int: bool,
-    /// The first value that is not a number, which a numeric reducer reports.
-    not_number: Option<Value>,
-    /// `first`, `last`, or the min/max so far by float comparison (with its float).
+    /// The min/max by integer comparison (time, value), used when every value is an
+    /// integer (and so set by the first).
+    pick_int: (i64, i64),
+    /// `first`, `last`, or the min/max so far by float comparison.
     pick: Option<(i64, Value)>,
-    pick_f: f64,
-    /// The min/max so far by integer comparison, used when every value is an integer.
-    pick_int: Option<(i64, i64)>,
+    /// The first value that is not a number, which a numeric reducer reports.
+    not_number: Option<Box<Value>>,
 }
 
 impl Default for Running {
     fn default() -> Self {
         Running {
-            seen: 0,
-            kept: 0,
-            name: None,
-            n: 0,
             // Summing floats starts from -0.0, as `Iterator::sum` does.
             sum: -0.0,
             int_sum: 0,
-            all_int: true,
-            not_number: None,
-            pick: None,
             pick_f: 0.0,
-            pick_int: None,
+            seen: 0,
+            kept: 0,
+            n: 0,
+            all_int: true,
+            name: None,
+            pick_int: (0, 0),
+            pick: None,
+            not_number: None,
         }
     }
 }
 
 impl Running {
     fn add(&mut self, func: AggFunc, t: i64, v: &Value) {
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         let x = v.as_f64();
         match x {
             Some(x) => self.sum += x,
             None => {
                 if self.not_number.is_none() {
-                    self.not_number = Some(v.clone());
+                    self.not_number = Some(Box::new(v.clone()));
                 }
             }
         }
@@ -653,11 +659,9 @@ impl Running {
                     }
                 }
                 if let Value::Int(i) = *v {
-                    let better = self
-                        .pick_int
-                        .is_none_or(|(_, b)| if min { i < b } else { b < i });
-                    if better {
-                        self.pick_int = Some((t, i));
+                    let b = self.pick_int.1;
+                    if self.n == 1 || if min { i < b } else { b < i } {
+                        self.pick_int = (t, i);
                     }
                 }
             }
@@ -681,7 +685,7 @@ impl Running {
             AggFunc::Sum if self.all_int => Ok((None, Value::Int(self.int_sum))),
             AggFunc::Sum => numbers((None, Value::Float(self.sum))),
             AggFunc::Min | AggFunc::Max if self.all_int => {
-                let (t, i) = self.pick_int?;
+                let (t, i) = self.pick_int;
                 Ok((Some(t), Value::Int(i)))
             }
             AggFunc::Min | AggFunc::Max if let Some(v) = &self.not_number => {
@@ -1444,5 +1448,16 @@ fn log_msg(spec: &LogSpec, node: &str, task: &str, msg: &Msg) {
         "WARN" => tracing::warn!(task, node, prefix = %spec.prefix, "{text}"),
         "ERROR" => tracing::error!(task, node, prefix = %spec.prefix, "{text}"),
         _ => tracing::info!(task, node, prefix = %spec.prefix, "{text}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fused_window_slot_is_one_pair_of_cache_lines() {
+        assert_eq!(std::mem::size_of::<Option<ReduceState>>(), 128);
+        assert_eq!(std::mem::align_of::<Option<ReduceState>>(), 64);
     }
 }

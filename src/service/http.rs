@@ -205,8 +205,8 @@ async fn admit(
     Ok(body)
 }
 
-/// Reads a request body into one buffer sized from `Content-Length`: the only copy of it,
-/// which the line protocol parser then reads in place. A body over `limit` bytes is refused as
+/// Reads a request body into one buffer (a spare one, sized from `Content-Length`): the only
+/// copy of it, which the line protocol parser then reads in place. A body over `limit` bytes is refused as
 /// soon as that is known (from the header, or while reading).
 async fn read_body(req: Request, limit: usize) -> Result<Bytes, WriteError> {
     use futures_util::StreamExt;
@@ -218,7 +218,8 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, WriteError> {
     if declared.is_some_and(|n| n > limit) {
         return Err(WriteError::TooLarge { limit });
     }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    let mut buf = crate::ingest::write::SPARE_POINTS.take_body();
+    buf.reserve(declared.unwrap_or(0));
     let mut chunks = req.into_body().into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| WriteError::BadBody(format!("reading the body: {e}")))?;
