@@ -283,6 +283,10 @@ struct Source {
     spec: FromSpec,
     /// Points carry all series tags (true) or only the group's.
     keep_tags: bool,
+    /// Nothing the source feeds reads a point's tags (its children are windows fused with
+    /// their reducer), so its points carry the task's empty tag set: a copy of the group's
+    /// would touch the group's tag set, a cache miss per point.
+    tags_unread: bool,
     /// The measurement name of the latest point, shared by the next ones of that measurement.
     last_name: Option<Name>,
     /// The filter is pure ([`crate::rules::lambda::Lambda::is_pure`]), so its answer over tags
@@ -376,6 +380,8 @@ pub struct Task {
     ctx: Ctx,
     expiry: i64,
     next_expiry_check: i64,
+    /// The empty tag set points of a source with `tags_unread` share.
+    no_tags: Tags,
 }
 
 /// What a line looks like to a `from().where()` filter: fields, then tags, of the borrowed line.
@@ -516,6 +522,10 @@ impl Task {
                 node: i,
                 spec: spec.clone(),
                 keep_tags: needs_point_tags(&plan, i),
+                tags_unread: !children[i].is_empty()
+                    && children[i]
+                        .iter()
+                        .all(|&c| matches!(nodes[c], RNode::WindowReduce(_))),
                 last_name: None,
                 filter_by_series: spec.filter.as_ref().is_some_and(|f| f.is_pure()),
                 fields: needed_fields(&plan, i)
@@ -546,6 +556,7 @@ impl Task {
             sources,
             expiry,
             next_expiry_check: i64::MIN,
+            no_tags: Tags::default(),
         }
     }
 
@@ -691,6 +702,7 @@ impl Task {
             .as_ref()
             .filter(|e| ctx.groups.generation(e.group) == e.generation);
         let (group, tags) = match cached {
+            Some(e) if src.tags_unread => (e.group, self.no_tags.clone()),
             Some(e) => (e.group, e.tags.clone()),
             None => {
                 let dims = group_dims(&src.spec.group, line.tags(), &mut ctx.names);

@@ -502,9 +502,10 @@ pub struct PointsPool {
     bodies: Mutex<Vec<Vec<u8>>>,
 }
 
-/// Spare batches kept at most: enough for the handlers to reuse vectors request after request;
-/// each holds about 1.5 MB after a 5,000-line Telegraf body, so more would only hold memory.
-const POOL_SIZE: usize = 4;
+/// Spare batches kept at most: one per request in flight from a typical fleet's agents, so
+/// that handlers reuse vectors request after request instead of growing new ones; each holds
+/// about 1.5 MB after a 5,000-line Telegraf body, so more would only hold memory.
+const POOL_SIZE: usize = 8;
 
 /// A spare batch whose vectors grew past this many bytes is dropped rather than kept, so one
 /// huge request does not pin its memory.

@@ -218,8 +218,12 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, WriteError> {
     if declared.is_some_and(|n| n > limit) {
         return Err(WriteError::TooLarge { limit });
     }
-    let mut buf = crate::ingest::write::SPARE_POINTS.take_body();
-    buf.reserve(declared.unwrap_or(0));
+    let buf = crate::ingest::write::SPARE_POINTS.take_body();
+    // Too small a spare is dropped rather than grown: growing copies its whole capacity.
+    let mut buf = match declared {
+        Some(n) if n > buf.capacity() => Vec::with_capacity(n),
+        _ => buf,
+    };
     let mut chunks = req.into_body().into_data_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| WriteError::BadBody(format!("reading the body: {e}")))?;
