@@ -816,3 +816,44 @@ fn pending_notifications_survive_kill_9() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(hook.requests.lock().unwrap().len(), 1, "delivered once");
 }
+
+#[test]
+fn the_queue_depth_returns_to_zero_after_concurrent_writes() {
+    // Engine threads finish batches while other writes queue theirs: once every write is
+    // answered and evaluated, the gauge must read 0 (a depth set from a stale count could stay
+    // above 0 on an empty queue).
+    let (_tmp, dir) = workdir(&[("cpu.tick", CPU_RULE)]);
+    // One engine thread: the race needs every shard to finish a batch before its writer
+    // sets the gauge, most likely with one.
+    let s = Server::start(&dir, "[rules]\nengine_threads = 1\n");
+    let base = s.url("/write?db=telegraf");
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let url = base.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for i in 0..500 {
+                    let body = format!("cpu,host=h{w} usage=1 {}", 1_000_000_000 + i);
+                    let r = client.post(&url).body(body).send().unwrap();
+                    assert_eq!(r.status().as_u16(), 204);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = s.metrics();
+        let depth = metric(&m, "alertd_ingest_queue_depth");
+        if depth == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue depth still reads {depth} 10 s after the last write"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

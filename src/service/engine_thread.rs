@@ -82,9 +82,9 @@ impl Queued {
     /// Marks one shard done; the last one takes the batch off the queue counters.
     pub fn done(&self, shared: &Shared) {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let depth = shared.queued.fetch_sub(1, Ordering::Relaxed) - 1;
+            shared.queued.fetch_sub(1, Ordering::Relaxed);
             shared.queued_bytes.fetch_sub(self.bytes, Ordering::Relaxed);
-            shared.metrics.ingest_queue_depth.set(depth as i64);
+            shared.metrics.ingest_queue_depth.dec();
             shared.room.notify_one();
         }
     }

@@ -248,6 +248,10 @@ impl Shared {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             return Err(Box::new(batch));
         }
+        // The gauge moves by steps, not by setting what this thread saw: a shard may finish
+        // the batch and step it down before this line runs, and a value set here would then
+        // overwrite the later one (a depth left above 0 on an empty queue).
+        self.metrics.ingest_queue_depth.inc();
         let q = Arc::new(engine_thread::Queued::new(batch, size, self.work.len()));
         for w in &self.work {
             // Each shard queue holds more than the batch limit, so this fails only when the shard
@@ -256,7 +260,6 @@ impl Shared {
                 q.done(self);
             }
         }
-        self.metrics.ingest_queue_depth.set(depth as i64);
         Ok(())
     }
 
