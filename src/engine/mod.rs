@@ -531,6 +531,9 @@ mod tests {
             ".period(10s).every(10s).align()",
             ".period(10s).every(10s).fillPeriod()",
             ".period(4s).every(10s).align()",
+            ".period(30s).every(10s)",
+            ".period(25s).every(10s).align()",
+            ".period(30s).every(10s).fillPeriod()",
         ];
         let reducers = [
             "mean('v')",
@@ -544,6 +547,11 @@ mod tests {
             "max('v').usePointTimes()",
             "first('v').usePointTimes()",
             "last('v').usePointTimes()",
+            "median('v')",
+            "spread('v')",
+            "stddev('v')",
+            "percentile('v', 90.0).usePointTimes()",
+            "mode('v')",
         ];
         for w in windows {
             for r in reducers {
@@ -568,9 +576,18 @@ mod tests {
                     "{w} {r}"
                 );
                 assert!(missing > 0, "{w} {r}");
-                let numeric = ["mean", "sum", "min", "max"]
-                    .iter()
-                    .any(|f| r.starts_with(f));
+                let numeric = [
+                    "mean",
+                    "sum",
+                    "min",
+                    "max",
+                    "median",
+                    "spread",
+                    "stddev",
+                    "percentile",
+                ]
+                .iter()
+                .any(|f| r.starts_with(f));
                 assert_eq!(
                     type_errors > 0,
                     numeric,

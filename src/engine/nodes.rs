@@ -25,6 +25,8 @@ pub(crate) enum RNode {
     /// A tumbling window and the reducer that was its only child, as one node
     /// ([`fuse`]).
     WindowReduce(WindowReduceRt),
+    /// A window and the reducer that was its only child, buffering values ([`fuse`]).
+    WindowValues(WindowValuesRt),
     GroupBy(GroupSpec),
     Agg(AggRt),
     Eval(EvalRt),
@@ -110,6 +112,10 @@ impl RNode {
                 Msg::Point(p) => w.point(p, ctx, out),
                 Msg::Batch(_) => {}
             },
+            RNode::WindowValues(w) => match msg {
+                Msg::Point(p) => w.point(p, ctx, out),
+                Msg::Batch(_) => {}
+            },
             RNode::GroupBy(spec) => regroup(spec, msg, ctx, out),
             RNode::Agg(a) => a.process(msg, ctx, out),
             RNode::Eval(e) => e.process(msg, ctx, out),
@@ -158,6 +164,9 @@ impl RNode {
             RNode::WindowReduce(w) => {
                 w.groups.remove(g);
             }
+            RNode::WindowValues(w) => {
+                w.groups.remove(g);
+            }
             RNode::Agg(a) => {
                 a.groups.remove(g);
             }
@@ -185,6 +194,7 @@ impl RNode {
         match self {
             RNode::Window(w) => w.flush(ctx, out),
             RNode::WindowReduce(w) => w.flush(ctx, out),
+            RNode::WindowValues(w) => w.flush(ctx, out),
             _ => {}
         }
     }
@@ -193,6 +203,7 @@ impl RNode {
         match self {
             RNode::Window(w) => w.close_idle(cutoff, ctx, out),
             RNode::WindowReduce(w) => w.close_idle(cutoff, ctx, out),
+            RNode::WindowValues(w) => w.close_idle(cutoff, ctx, out),
             _ => {}
         }
     }
@@ -210,6 +221,15 @@ impl RNode {
                         .sum::<usize>()
             }
             RNode::WindowReduce(w) => w.groups.slot_bytes(),
+            RNode::WindowValues(w) => {
+                w.groups.slot_bytes()
+                    + w.groups
+                        .iter()
+                        .map(|(_, s)| {
+                            s.buf.capacity() * std::mem::size_of::<(i64, Name, Option<Value>)>()
+                        })
+                        .sum::<usize>()
+            }
             RNode::Agg(a) => {
                 a.groups.slot_bytes()
                     + a.groups
@@ -515,21 +535,30 @@ fn batch_name(first: Option<&Point>, group: GroupId, ctx: &Ctx) -> Name {
 // window followed by a reducer
 
 /// The window and reducer of a plan as one node, when the plan allows: a time-based window
-/// that holds nothing of an emitted window afterwards (`period` at most `every`) whose only
-/// child is `mean`, `sum`, `count`, `min`, `max`, `first` or `last` of one field. The pair
-/// then keeps, per group, running figures of the open window instead of its points: no point
-/// is buffered, no batch is built, and the node emits exactly the point the reducer would
-/// have made of the window's batch (same time, value, name, tags, errors and counters), to
-/// the reducer's children. The one difference: with nothing buffered, such a window never
-/// reaches [`MAX_WINDOW_POINTS`] and drops nothing.
+/// (`every` above 0) whose only child is a reducer of one field. The node emits exactly the
+/// point the reducer would have made of the window's batch (same time, value, name, tags,
+/// errors and counters), to the reducer's children, without building the batch:
+///
+/// - A window that holds nothing of an emitted window afterwards (`period` at most `every`)
+///   with `mean`, `sum`, `count`, `min`, `max`, `first` or `last` keeps, per group, running
+///   figures of the open window instead of its points ([`WindowReduceRt`]). With nothing
+///   buffered, such a window never reaches [`MAX_WINDOW_POINTS`] and drops nothing.
+/// - Any other such window and reducer buffers, per point, only its time, measurement and the
+///   field's value ([`WindowValuesRt`]), and reduces them with the reducer's own function.
 pub(crate) fn fuse(window: &NodeKind, reducer: &NodeKind, names: &mut NameCache) -> Option<RNode> {
     let (NodeKind::Window(w), NodeKind::Aggregate(a)) = (window, reducer) else {
         return None;
     };
-    let fusable = w.period_count == 0
-        && w.every > 0
-        && w.period <= w.every
-        && a.more.is_empty()
+    if w.period_count > 0 || w.every <= 0 || !a.more.is_empty() || !a.func.is_reducer() {
+        return None;
+    }
+    let reducer = Reducer {
+        func: a.func,
+        field: names.get(&a.field),
+        as_name: names.get(&a.as_name),
+        use_point_times: a.use_point_times,
+    };
+    let running = w.period <= w.every
         && matches!(
             a.func,
             AggFunc::Mean
@@ -540,18 +569,111 @@ pub(crate) fn fuse(window: &NodeKind, reducer: &NodeKind, names: &mut NameCache)
                 | AggFunc::First
                 | AggFunc::Last
         );
-    fusable.then(|| {
+    Some(if running {
         RNode::WindowReduce(WindowReduceRt {
             spec: w.clone(),
-            reducer: Reducer {
-                func: a.func,
-                field: names.get(&a.field),
-                as_name: names.get(&a.as_name),
-                use_point_times: a.use_point_times,
-            },
+            reducer,
+            groups: GroupVec::default(),
+        })
+    } else {
+        RNode::WindowValues(WindowValuesRt {
+            spec: w.clone(),
+            reducer,
             groups: GroupVec::default(),
         })
     })
+}
+
+/// A window fused with a reducer that needs the window's values: per point, its time,
+/// measurement and the field's value (None when the point lacks it), in arrival order.
+pub(crate) struct WindowValuesRt {
+    spec: WindowSpec,
+    reducer: Reducer,
+    groups: GroupVec<ValuesState>,
+}
+
+struct ValuesState {
+    next_emit: i64,
+    buf: VecDeque<(i64, Name, Option<Value>)>,
+}
+
+impl WindowValuesRt {
+    /// Like [`WindowRt::point`] followed by the reducer of the batch it may emit.
+    fn point(&mut self, p: Point, ctx: &mut Ctx, out: &mut Out) {
+        let WindowValuesRt {
+            spec,
+            reducer,
+            groups,
+        } = self;
+        let (t, group) = (p.time, p.group);
+        let st = groups.get_or_insert_with(group, || ValuesState {
+            next_emit: first_emit(spec, t),
+            buf: VecDeque::new(),
+        });
+        if t >= st.next_emit {
+            let end = st.next_emit;
+            drop_older(&mut st.buf, end.saturating_sub(spec.period));
+            st.next_emit = next_emit_after(spec, t);
+            out.extend(
+                reducer
+                    .point_of_values(&st.buf, group, end, ctx)
+                    .map(Msg::Point),
+            );
+            if spec.period <= spec.every {
+                st.buf.clear();
+            } else {
+                st.buf.shrink_to(st.buf.len() * 2);
+            }
+        }
+        if st.buf.len() >= MAX_WINDOW_POINTS {
+            st.buf.pop_front();
+            ctx.stats.window_overflow += 1;
+        }
+        let value = p.field(&reducer.field).cloned();
+        st.buf.push_back((t, p.name, value));
+    }
+
+    /// Like [`WindowRt::close_idle`].
+    fn close_idle(&mut self, cutoff: i64, ctx: &mut Ctx, out: &mut Out) {
+        let due: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, st)| st.next_emit <= cutoff && !st.buf.is_empty())
+            .map(|(g, _)| g)
+            .collect();
+        for g in due {
+            if let Some(mut st) = self.groups.remove(g) {
+                drop_older(&mut st.buf, st.next_emit.saturating_sub(self.spec.period));
+                if !st.buf.is_empty() {
+                    let p = self.reducer.point_of_values(&st.buf, g, st.next_emit, ctx);
+                    out.extend(p.map(Msg::Point));
+                }
+            }
+        }
+    }
+
+    /// Like [`WindowRt::flush`].
+    fn flush(&mut self, ctx: &mut Ctx, out: &mut Out) {
+        for (g, st) in self.groups.iter_mut() {
+            if st.buf.is_empty() {
+                continue;
+            }
+            drop_older(&mut st.buf, st.next_emit.saturating_sub(self.spec.period));
+            out.extend(
+                self.reducer
+                    .point_of_values(&st.buf, g, st.next_emit, ctx)
+                    .map(Msg::Point),
+            );
+            st.buf.clear();
+        }
+    }
+}
+
+/// Drops the leading run of entries older than `oldest`, as a window's buffer does.
+fn drop_older(buf: &mut VecDeque<(i64, Name, Option<Value>)>, oldest: i64) {
+    while buf.front().is_some_and(|e| e.0 < oldest) {
+        buf.pop_front();
+    }
 }
 
 pub(crate) struct WindowReduceRt {
@@ -700,28 +822,68 @@ impl Running {
 }
 
 impl Reducer {
+    /// The point [`AggRt`] makes of the batch of a window ending at `end` whose points are
+    /// `buf`, if any.
+    fn point_of_values(
+        &self,
+        buf: &VecDeque<(i64, Name, Option<Value>)>,
+        group: GroupId,
+        end: i64,
+        ctx: &mut Ctx,
+    ) -> Option<Point> {
+        let mut values: Vec<(i64, Value)> = Vec::with_capacity(buf.len());
+        for (t, _, v) in buf {
+            match v {
+                Some(v) => values.push((*t, v.clone())),
+                None => ctx.stats.missing(&ctx.task, &self.field),
+            }
+        }
+        if values.is_empty() && self.func != AggFunc::Count {
+            return None;
+        }
+        match reduce(self.func, &values) {
+            Ok((t, v)) => Some(self.point(buf.front().map(|e| e.1.clone()), t, v, group, end, ctx)),
+            Err(e) => {
+                ctx.stats.type_error(&ctx.task, e);
+                None
+            }
+        }
+    }
+
+    /// The reducer's output point: `t` is the selected value's time (for `.usePointTimes()`),
+    /// `name` the measurement of the window's first point.
+    fn point(
+        &self,
+        name: Option<Name>,
+        t: Option<i64>,
+        v: Value,
+        group: GroupId,
+        end: i64,
+        ctx: &Ctx,
+    ) -> Point {
+        let time = if self.use_point_times {
+            t.unwrap_or(end)
+        } else {
+            end
+        };
+        let mut fields = Fields::new();
+        fields.push((self.as_name.clone(), v));
+        Point {
+            name: match name {
+                Some(n) => n,
+                None => batch_name(None, group, ctx),
+            },
+            time,
+            tags: ctx.group_tags(group),
+            fields,
+            group,
+        }
+    }
+
     /// The point the reducer makes of a closed window ending at `end`, if any.
     fn point_of(&self, w: Running, group: GroupId, end: i64, ctx: &mut Ctx) -> Option<Point> {
         match w.result(self.func)? {
-            Ok((t, v)) => {
-                let time = if self.use_point_times {
-                    t.unwrap_or(end)
-                } else {
-                    end
-                };
-                let mut fields = Fields::new();
-                fields.push((self.as_name.clone(), v));
-                Some(Point {
-                    name: match w.name {
-                        Some(n) => n,
-                        None => batch_name(None, group, ctx),
-                    },
-                    time,
-                    tags: ctx.group_tags(group),
-                    fields,
-                    group,
-                })
-            }
+            Ok((t, v)) => Some(self.point(w.name, t, v, group, end, ctx)),
             Err(e) => {
                 ctx.stats.type_error(&ctx.task, e);
                 None

@@ -523,9 +523,9 @@ impl Task {
                 spec: spec.clone(),
                 keep_tags: needs_point_tags(&plan, i),
                 tags_unread: !children[i].is_empty()
-                    && children[i]
-                        .iter()
-                        .all(|&c| matches!(nodes[c], RNode::WindowReduce(_))),
+                    && children[i].iter().all(|&c| {
+                        matches!(nodes[c], RNode::WindowReduce(_) | RNode::WindowValues(_))
+                    }),
                 last_name: None,
                 filter_by_series: spec.filter.as_ref().is_some_and(|f| f.is_pure()),
                 fields: needed_fields(&plan, i)
@@ -565,7 +565,7 @@ impl Task {
     pub(crate) fn fused_windows(&self) -> usize {
         self.nodes
             .iter()
-            .filter(|n| matches!(n, RNode::WindowReduce(_)))
+            .filter(|n| matches!(n, RNode::WindowReduce(_) | RNode::WindowValues(_)))
             .count()
     }
 
