@@ -707,13 +707,16 @@ struct Running {
     int_sum: i64,
     /// The float of `pick` for min/max.
     pick_f: f64,
-    /// Points that arrived in the window, counting those a window drops as too old.
-    seen: u32,
     /// Points the window keeps: all but the leading run of points older than its start,
     /// which a window's buffer drops from its front when it closes.
     kept: u32,
     /// Values of the field among the kept points.
     n: u32,
+    /// Kept points without the field, counted when the window is reduced (as the reducer
+    /// counts them), not before.
+    missing: u32,
+    /// Some point arrived in the window, counting those a window drops as too old.
+    seen: bool,
     all_int: bool,
     /// Measurement of the first kept point.
     name: Option<Name>,
@@ -733,9 +736,10 @@ impl Default for Running {
             sum: -0.0,
             int_sum: 0,
             pick_f: 0.0,
-            seen: 0,
             kept: 0,
             n: 0,
+            missing: 0,
+            seen: false,
             all_int: true,
             name: None,
             pick_int: (0, 0),
@@ -810,9 +814,13 @@ impl Running {
                 let (t, i) = self.pick_int;
                 Ok((Some(t), Value::Int(i)))
             }
-            AggFunc::Min | AggFunc::Max if let Some(v) = &self.not_number => {
-                Err(needs_numbers(func, v))
-            }
+            AggFunc::Min | AggFunc::Max => match &self.not_number {
+                Some(v) => Err(needs_numbers(func, v)),
+                None => {
+                    let (t, v) = self.pick.clone()?;
+                    Ok((Some(t), v))
+                }
+            },
             _ => {
                 let (t, v) = self.pick.clone()?;
                 Ok((Some(t), v))
@@ -882,6 +890,9 @@ impl Reducer {
 
     /// The point the reducer makes of a closed window ending at `end`, if any.
     fn point_of(&self, w: Running, group: GroupId, end: i64, ctx: &mut Ctx) -> Option<Point> {
+        for _ in 0..w.missing {
+            ctx.stats.missing(&ctx.task, &self.field);
+        }
         match w.result(self.func)? {
             Ok((t, v)) => Some(self.point(w.name, t, v, group, end, ctx)),
             Err(e) => {
@@ -911,7 +922,7 @@ impl WindowReduceRt {
             let closed = std::mem::take(&mut st.window);
             out.extend(reducer.point_of(closed, group, end, ctx).map(Msg::Point));
         }
-        add_point(st, spec, reducer, p, ctx);
+        add_point(st, spec, reducer, p);
     }
 
     /// Like [`WindowRt::close_idle`].
@@ -919,7 +930,7 @@ impl WindowReduceRt {
         let due: Vec<GroupId> = self
             .groups
             .iter()
-            .filter(|(_, st)| st.next_emit <= cutoff && st.window.seen > 0)
+            .filter(|(_, st)| st.next_emit <= cutoff && st.window.seen)
             .map(|(g, _)| g)
             .collect();
         for g in due {
@@ -935,7 +946,7 @@ impl WindowReduceRt {
     /// Like [`WindowRt::flush`].
     fn flush(&mut self, ctx: &mut Ctx, out: &mut Out) {
         for (g, st) in self.groups.iter_mut() {
-            if st.window.seen == 0 {
+            if !st.window.seen {
                 continue;
             }
             let w = std::mem::take(&mut st.window);
@@ -949,16 +960,16 @@ impl WindowReduceRt {
 }
 
 /// Adds a point to its group's open window.
-fn add_point(st: &mut ReduceState, spec: &WindowSpec, reducer: &Reducer, p: Point, ctx: &mut Ctx) {
+fn add_point(st: &mut ReduceState, spec: &WindowSpec, reducer: &Reducer, p: Point) {
     let w = &mut st.window;
-    w.seen = w.seen.saturating_add(1);
+    w.seen = true;
     if w.kept == 0 && p.time < st.next_emit.saturating_sub(spec.period) {
         return;
     }
     w.kept = w.kept.saturating_add(1);
     match p.field(&reducer.field) {
         Some(v) => w.add(reducer.func, p.time, v),
-        None => ctx.stats.missing(&ctx.task, &reducer.field),
+        None => w.missing = w.missing.saturating_add(1),
     }
     if w.name.is_none() {
         w.name = Some(p.name);

@@ -530,13 +530,19 @@ impl PointsPool {
         self.spare.lock().ok()?.pop()
     }
 
-    /// An empty buffer to read a request body into: a spare one if any.
-    pub fn take_body(&self) -> Vec<u8> {
+    /// An empty buffer for a body of `len` bytes: a spare one that holds it without being
+    /// much larger (a batch's memory is counted against the queue's byte limit by capacity,
+    /// so a small body must not sit in a large spare), else a new one.
+    pub fn take_body(&self, len: usize) -> Vec<u8> {
+        let fits = |b: &Vec<u8>| b.capacity() >= len && b.capacity() <= len * 2 + 65536;
         self.bodies
             .lock()
             .ok()
-            .and_then(|mut b| b.pop())
-            .unwrap_or_default()
+            .and_then(|mut b| {
+                let i = b.iter().position(fits)?;
+                Some(b.swap_remove(i))
+            })
+            .unwrap_or_else(|| Vec::with_capacity(len))
     }
 
     /// Keeps a body buffer for a later request, unless the pool is full or it is large.

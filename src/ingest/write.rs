@@ -60,11 +60,7 @@ pub fn decode_body(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<
             Ok(body)
         }
         Some("gzip") | Some("x-gzip") => {
-            let want = (body.len() * 4).min(limit);
-            let mut out = SPARE_POINTS.take_body();
-            if out.capacity() < want {
-                out = Vec::with_capacity(want);
-            }
+            let mut out = SPARE_POINTS.take_body((body.len() * 4).min(limit));
             let mut dec = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
             dec.read_to_end(&mut out)
                 .map_err(|e| WriteError::BadGzip(e.to_string()))?;

@@ -205,9 +205,10 @@ async fn admit(
     Ok(body)
 }
 
-/// Reads a request body into one buffer (a spare one, sized from `Content-Length`): the only
-/// copy of it, which the line protocol parser then reads in place. A body over `limit` bytes is refused as
-/// soon as that is known (from the header, or while reading).
+/// Reads a request body into one buffer (sized from `Content-Length`, a spare one when one
+/// fits): the only copy of it, which the line protocol parser then reads in place. A body
+/// over `limit` bytes is refused as soon as that is known (from the header, or while
+/// reading).
 async fn read_body(req: Request, limit: usize) -> Result<Bytes, WriteError> {
     use futures_util::StreamExt;
     let declared = req
@@ -218,11 +219,10 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, WriteError> {
     if declared.is_some_and(|n| n > limit) {
         return Err(WriteError::TooLarge { limit });
     }
-    let buf = crate::ingest::write::SPARE_POINTS.take_body();
-    // Too small a spare is dropped rather than grown: growing copies its whole capacity.
+    // Without a declared length (chunked), the buffer grows as the body arrives.
     let mut buf = match declared {
-        Some(n) if n > buf.capacity() => Vec::with_capacity(n),
-        _ => buf,
+        Some(n) => crate::ingest::write::SPARE_POINTS.take_body(n),
+        None => Vec::new(),
     };
     let mut chunks = req.into_body().into_data_stream();
     while let Some(chunk) = chunks.next().await {
