@@ -833,7 +833,9 @@ fn the_queue_depth_returns_to_zero_after_concurrent_writes() {
             std::thread::spawn(move || {
                 let client = reqwest::blocking::Client::new();
                 for i in 0..500 {
-                    let body = format!("cpu,host=h{w} usage=1 {}", 1_000_000_000 + i);
+                    // Alternating levels: every write makes an alert event for the manager.
+                    let usage = if i % 2 == 0 { 95 } else { 1 };
+                    let body = format!("cpu,host=h{w} usage={usage} {}", 1_000_000_000 + i);
                     let r = client.post(&url).body(body).send().unwrap();
                     assert_eq!(r.status().as_u16(), 204);
                 }
@@ -847,12 +849,15 @@ fn the_queue_depth_returns_to_zero_after_concurrent_writes() {
     loop {
         let m = s.metrics();
         let depth = metric(&m, "alertd_ingest_queue_depth");
-        if depth == 0.0 {
+        let manager = metric(&m, "alertd_manager_queue_depth");
+        let events = metric_sum(&m, "alertd_rule_events_total", "");
+        if depth == 0.0 && manager == 0.0 && events >= 4000.0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the queue depth still reads {depth} 10 s after the last write"
+            "10 s after the last write: ingest queue depth {depth}, manager queue depth \
+             {manager}, {events} events"
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -1177,7 +1177,6 @@ impl Dispatcher {
             tokio::select! {
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
-                    self.metrics.manager_queue_depth.set(rx.len() as i64);
                     match msg {
                         Msg::Rule(ev) => {
                             self.on_rule(*ev).await;

@@ -411,10 +411,6 @@ impl State {
                 tracing::error!(alert = %ev.id, "Alert manager is gone; alert event not stored.");
             }
         }
-        self.shared
-            .metrics
-            .manager_queue_depth
-            .set((self.events.max_capacity() - self.events.capacity()) as i64);
     }
 
     /// Replaces this shard's part of the rule set. `restore` carries stored states at start-up.

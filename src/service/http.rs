@@ -618,6 +618,11 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     s.metrics
         .recorders
         .set(s.recordings.receiver_count() as i64);
+    // Read from the channel when scraped: set by its senders and its receiver as they went,
+    // the last value written could be an older one than the queue's.
+    s.metrics
+        .manager_queue_depth
+        .set((s.manager.max_capacity() - s.manager.capacity()) as i64);
     let mut r = s.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
