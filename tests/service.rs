@@ -827,6 +827,12 @@ fn the_queue_depth_returns_to_zero_after_concurrent_writes() {
     // sets the gauge, most likely with one.
     let s = Server::start(&dir, "[rules]\nengine_threads = 1\n");
     let base = s.url("/write?db=telegraf");
+    // Current times: points from long ago would let the wall clock expire a group between two
+    // writes, and its next OK point would start a new group without an event.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let url = base.clone();
@@ -835,7 +841,7 @@ fn the_queue_depth_returns_to_zero_after_concurrent_writes() {
                 for i in 0..500 {
                     // Alternating levels: every write makes an alert event for the manager.
                     let usage = if i % 2 == 0 { 95 } else { 1 };
-                    let body = format!("cpu,host=h{w} usage={usage} {}", 1_000_000_000 + i);
+                    let body = format!("cpu,host=h{w} usage={usage} {}", now_ns + i);
                     let r = client.post(&url).body(body).send().unwrap();
                     assert_eq!(r.status().as_u16(), 204);
                 }
