@@ -225,9 +225,7 @@ impl RNode {
                 w.groups.slot_bytes()
                     + w.groups
                         .iter()
-                        .map(|(_, s)| {
-                            s.buf.capacity() * std::mem::size_of::<(i64, Name, Option<Value>)>()
-                        })
+                        .map(|(_, s)| s.buf.capacity() * std::mem::size_of::<ValueEntry>())
                         .sum::<usize>()
             }
             RNode::Agg(a) => {
@@ -592,9 +590,12 @@ pub(crate) struct WindowValuesRt {
     groups: GroupVec<ValuesState>,
 }
 
+/// A buffered point of a [`WindowValuesRt`]: time, measurement, the field's value.
+type ValueEntry = (i64, Name, Option<Value>);
+
 struct ValuesState {
     next_emit: i64,
-    buf: VecDeque<(i64, Name, Option<Value>)>,
+    buf: VecDeque<ValueEntry>,
 }
 
 impl WindowValuesRt {
@@ -670,7 +671,7 @@ impl WindowValuesRt {
 }
 
 /// Drops the leading run of entries older than `oldest`, as a window's buffer does.
-fn drop_older(buf: &mut VecDeque<(i64, Name, Option<Value>)>, oldest: i64) {
+fn drop_older(buf: &mut VecDeque<ValueEntry>, oldest: i64) {
     while buf.front().is_some_and(|e| e.0 < oldest) {
         buf.pop_front();
     }
@@ -834,46 +835,20 @@ impl Reducer {
     /// `buf`, if any.
     fn point_of_values(
         &self,
-        buf: &VecDeque<(i64, Name, Option<Value>)>,
+        buf: &VecDeque<ValueEntry>,
         group: GroupId,
         end: i64,
         ctx: &mut Ctx,
     ) -> Option<Point> {
-        let mut values: Vec<(i64, Value)> = Vec::with_capacity(buf.len());
-        for (t, _, v) in buf {
-            match v {
-                Some(v) => values.push((*t, v.clone())),
-                None => ctx.stats.missing(&ctx.task, &self.field),
-            }
-        }
-        if values.is_empty() && self.func != AggFunc::Count {
-            return None;
-        }
-        match reduce(self.func, &values) {
-            Ok((t, v)) => Some(self.point(buf.front().map(|e| e.1.clone()), t, v, group, end, ctx)),
-            Err(e) => {
-                ctx.stats.type_error(&ctx.task, e);
-                None
-            }
-        }
+        let values = window_values(buf.iter().map(|e| (e.0, e.2.as_ref())), &self.field, ctx);
+        let r = reduce_window(self.func, &values)?;
+        let (time, v) = emitted(r, self.use_point_times, end, ctx)?;
+        Some(self.point(buf.front().map(|e| e.1.clone()), time, v, group, ctx))
     }
 
-    /// The reducer's output point: `t` is the selected value's time (for `.usePointTimes()`),
-    /// `name` the measurement of the window's first point.
-    fn point(
-        &self,
-        name: Option<Name>,
-        t: Option<i64>,
-        v: Value,
-        group: GroupId,
-        end: i64,
-        ctx: &Ctx,
-    ) -> Point {
-        let time = if self.use_point_times {
-            t.unwrap_or(end)
-        } else {
-            end
-        };
+    /// The reducer's output point at `time`; `name` is the measurement of the window's first
+    /// point.
+    fn point(&self, name: Option<Name>, time: i64, v: Value, group: GroupId, ctx: &Ctx) -> Point {
         let mut fields = Fields::new();
         fields.push((self.as_name.clone(), v));
         Point {
@@ -893,12 +868,58 @@ impl Reducer {
         for _ in 0..w.missing {
             ctx.stats.missing(&ctx.task, &self.field);
         }
-        match w.result(self.func)? {
-            Ok((t, v)) => Some(self.point(w.name, t, v, group, end, ctx)),
-            Err(e) => {
-                ctx.stats.type_error(&ctx.task, e);
-                None
-            }
+        let (time, v) = emitted(w.result(self.func)?, self.use_point_times, end, ctx)?;
+        Some(self.point(w.name, time, v, group, ctx))
+    }
+}
+
+/// The values of `field` among a window's points (time, value if the point has the field), in
+/// order; a point without it is counted as missing.
+fn window_values<'a>(
+    points: impl ExactSizeIterator<Item = (i64, Option<&'a Value>)>,
+    field: &str,
+    ctx: &mut Ctx,
+) -> Vec<(i64, Value)> {
+    let mut values = Vec::with_capacity(points.len());
+    for (t, v) in points {
+        match v {
+            Some(v) => values.push((t, v.clone())),
+            None => ctx.stats.missing(&ctx.task, field),
+        }
+    }
+    values
+}
+
+/// [`reduce`] over a window's values; None when a window without values makes no point (every
+/// function but `count`).
+fn reduce_window(
+    func: AggFunc,
+    values: &[(i64, Value)],
+) -> Option<Result<(Option<i64>, Value), String>> {
+    (!values.is_empty() || func == AggFunc::Count).then(|| reduce(func, values))
+}
+
+/// The time and value a reducer emits for a window ending at `end`, from what its function
+/// gave: the window's end, or with `.usePointTimes()` the selected value's own time. An error
+/// is counted and emits nothing.
+fn emitted(
+    r: Result<(Option<i64>, Value), String>,
+    use_point_times: bool,
+    end: i64,
+    ctx: &mut Ctx,
+) -> Option<(i64, Value)> {
+    match r {
+        Ok((t, v)) => Some((
+            if use_point_times {
+                t.unwrap_or(end)
+            } else {
+                end
+            },
+            v,
+        )),
+        Err(e) => {
+            ctx.stats.type_error(&ctx.task, e);
+            None
         }
     }
 }
@@ -1089,14 +1110,11 @@ impl AggRt {
     }
 
     fn batch(&mut self, b: Batch, ctx: &mut Ctx, out: &mut Out) {
-        let field = &*self.field;
-        let mut values: Vec<(i64, Value)> = Vec::with_capacity(b.points.len());
-        for p in &b.points {
-            match p.field(field) {
-                Some(v) => values.push((p.time, v.clone())),
-                None => ctx.stats.missing(&ctx.task, field),
-            }
-        }
+        let values = window_values(
+            b.points.iter().map(|p| (p.time, p.field(&self.field))),
+            &self.field,
+            ctx,
+        );
         let make = |time: i64, v: Value| Point {
             name: b.name.clone(),
             time,
@@ -1109,20 +1127,10 @@ impl AggRt {
             group: b.group,
         };
         if self.spec.func.is_reducer() {
-            if values.is_empty() && self.spec.func != AggFunc::Count {
-                return;
-            }
-            match reduce(self.spec.func, &values) {
-                Ok((t, v)) => {
-                    let time = if self.spec.use_point_times {
-                        t.unwrap_or(b.time)
-                    } else {
-                        b.time
-                    };
-                    out.push(Msg::Point(make(time, v)));
-                }
-                Err(e) => ctx.stats.type_error(&ctx.task, e),
-            }
+            let point = reduce_window(self.spec.func, &values)
+                .and_then(|r| emitted(r, self.spec.use_point_times, b.time, ctx))
+                .map(|(time, v)| Msg::Point(make(time, v)));
+            out.extend(point);
             return;
         }
         // Transformations of a batch produce a batch.
