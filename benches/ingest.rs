@@ -7,16 +7,20 @@
 //! - `parse_once`: the handler keeps what it parsed ([`alertd::ingest::points::Points`]) and the
 //!   engine reads it directly (the current design).
 //!
+//! A second group runs the engine threads' loop ([`Engine::process_points`]) on bodies already
+//! validated, over a fleet of 2,000 hosts whose state is far larger than the CPU's caches,
+//! with and without loading each line's state 32 lines ahead (`ahead_0` never does).
+//!
 //! Run: `cargo bench --bench ingest -- --warm-up-time 1 --measurement-time 10`.
 
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use alertd::engine::{Engine, TaskConfig};
+use alertd::engine::{Engine, Routes, TaskConfig};
 use alertd::ingest::line_protocol::{Precision, parse_line, split_lines};
 use alertd::ingest::points::LayoutIds;
-use alertd::ingest::write::{SPARE_POINTS, validate};
+use alertd::ingest::write::{SPARE_POINTS, WriteBatch, validate};
 use alertd::rules::plan::TaskPlan;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -93,6 +97,49 @@ fn parse_once(plans: &[Arc<TaskPlan>], bodies: &[Bytes]) -> usize {
     n
 }
 
+/// Bodies validated as the write handler does, ready for the engine threads.
+fn validated(plans: &[Arc<TaskPlan>], bodies: &[Bytes]) -> Vec<WriteBatch> {
+    let filter = Engine::new(plans.to_vec(), &TaskConfig::default()).measurement_filter();
+    bodies
+        .iter()
+        .map(|body| {
+            validate(
+                body.clone(),
+                "telegraf".into(),
+                "autogen".into(),
+                Precision::Nanoseconds,
+                0,
+                &filter,
+                "host",
+            )
+            .batch
+        })
+        .collect()
+}
+
+/// The engine threads' loop on validated batches: routes per measurement of the batch, then
+/// every point through [`Engine::process_points`] with the given look-ahead.
+fn engine_batches(plans: &[Arc<TaskPlan>], batches: &[WriteBatch], ahead: usize) -> u64 {
+    let mut engine = Engine::new(plans.to_vec(), &TaskConfig::default());
+    let mut layouts = LayoutIds::default();
+    let mut n = 0;
+    for b in batches {
+        let routes: Vec<Routes> = b
+            .lines
+            .measurements()
+            .map(|m| {
+                let mut r = Routes::new();
+                engine.routes(Some(&b.db), Some(&b.rp), m, &mut r);
+                r
+            })
+            .collect();
+        layouts.start_batch(&b.lines);
+        n += engine.process_points(&b.lines, &routes, &layouts, ahead);
+        engine.drain_events();
+    }
+    n
+}
+
 fn bench(c: &mut Criterion) {
     let text = support::telegraf_input();
     let lines: Vec<&str> = text.lines().collect();
@@ -112,6 +159,27 @@ fn bench(c: &mut Criterion) {
     g.bench_function("parse_once", |b| {
         b.iter(|| black_box(parse_once(&plans, &bodies)))
     });
+    g.finish();
+
+    let fleet = support::telegraf_fleet(2000, 180);
+    let lines: Vec<&str> = fleet.lines().collect();
+    let bodies: Vec<Bytes> = lines
+        .chunks(5000)
+        .map(|c| Bytes::from(c.join("\n")))
+        .collect();
+    let batches = validated(&plans, &bodies);
+    assert_eq!(
+        engine_batches(&plans, &batches, 0),
+        engine_batches(&plans, &batches, 32)
+    );
+    let mut g = c.benchmark_group("engine_batches_rules20_2000_hosts");
+    g.throughput(Throughput::Elements(lines.len() as u64));
+    g.sample_size(10);
+    for ahead in [0, 32] {
+        g.bench_function(format!("ahead_{ahead}"), |b| {
+            b.iter(|| black_box(engine_batches(&plans, &batches, ahead)))
+        });
+    }
     g.finish();
 }
 

@@ -137,6 +137,14 @@ pub(crate) struct AlertRt {
     id_per_group: bool,
 }
 
+impl AlertRt {
+    /// Starts loading a group's alert state ([`super::point::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, g: GroupId) {
+        self.states.prefetch(g);
+    }
+}
+
 /// Which lambda slot a level or reset uses in `lambda_states`.
 fn slot(level: usize, reset: bool) -> usize {
     level + if reset { 3 } else { 0 }
@@ -571,6 +579,12 @@ pub(crate) struct DeadmanRt {
 }
 
 impl DeadmanRt {
+    /// Starts loading a group's deadman state ([`super::point::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, g: GroupId) {
+        self.groups.prefetch(g);
+    }
+
     pub(crate) fn new(spec: &DeadmanSpec, node: Arc<str>, names: &mut NameCache) -> DeadmanRt {
         let mut alert = AlertRt::new(Arc::new(spec.alert.clone()), node, names);
         alert.levels = Levels::Deadman {

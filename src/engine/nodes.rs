@@ -40,6 +40,22 @@ pub(crate) enum RNode {
     Deadman(Box<DeadmanRt>),
 }
 
+impl RNode {
+    /// Starts loading the state a point of group `g` will read here ([`prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, g: GroupId) {
+        match self {
+            RNode::WindowReduce(w) => w.groups.prefetch(g),
+            RNode::WindowValues(w) => w.groups.prefetch(g),
+            RNode::Window(w) => w.groups.prefetch(g),
+            RNode::Agg(a) => a.groups.prefetch(g),
+            RNode::Alert(a) => a.prefetch(g),
+            RNode::Deadman(d) => d.prefetch(g),
+            _ => {}
+        }
+    }
+}
+
 pub(crate) fn build(plan: &TaskPlan, i: usize, names: &mut NameCache) -> RNode {
     let node = &plan.nodes[i];
     match &node.kind {

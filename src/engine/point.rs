@@ -197,6 +197,23 @@ impl NameCache {
     }
 }
 
+/// Asks the CPU to start loading the cache line of `*p`, so that a later read of it, a few
+/// points further on, does not wait for memory. A hint only: it never faults and changes no
+/// value, and does nothing on other architectures.
+#[inline(always)]
+pub fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and cannot fault, whatever the address;
+    // SSE, which it needs, is part of every x86_64 target.
+    #[allow(unused_unsafe)]
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Per-group storage for a node: a flat vector indexed by [`GroupId`].
 #[derive(Debug, Clone)]
 pub struct GroupVec<T> {
@@ -213,6 +230,14 @@ impl<T> GroupVec<T> {
     /// The state of a group, if any.
     pub fn get(&self, g: GroupId) -> Option<&T> {
         self.slots.get(g as usize).and_then(Option::as_ref)
+    }
+
+    /// Asks the CPU to start loading a group's slot ([`prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, g: GroupId) {
+        if let Some(s) = self.slots.get(g as usize) {
+            prefetch(s);
+        }
     }
 
     /// The state of a group, if any.

@@ -67,6 +67,15 @@ impl SeriesCache {
         &mut e.slots
     }
 
+    /// The slots of a series, if cached (no change to the cache).
+    #[inline]
+    pub fn peek(&self, id: SeriesId) -> Option<&[SeriesMemo]> {
+        self.entries
+            .get(&id.hash)
+            .filter(|e| e.check == id.check)
+            .map(|e| &e.slots[..])
+    }
+
     /// Drops entries not seen for `max_age` (the longest expiry of the engine's rules) once a
     /// quarter of that has passed since the last sweep.
     pub fn sweep(&mut self, max_age: i64) {

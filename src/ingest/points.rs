@@ -288,6 +288,11 @@ impl PointRef<'_> {
         self.e.measurement as usize
     }
 
+    /// The series id, computed when the line was parsed.
+    pub fn series_id(&self) -> SeriesId {
+        self.e.id
+    }
+
     /// Index of the point's field keys in [`Points::layouts`], if they have one.
     pub fn layout_index(&self) -> Option<usize> {
         (self.e.layout != NO_LAYOUT).then_some(self.e.layout as usize)

@@ -31,6 +31,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Shared;
+
+/// How many lines ahead of the one it evaluates an engine thread starts loading the state a
+/// line will read (`docs/benchmarks.md`, "Loading a line's state ahead").
+const PREFETCH_AHEAD: usize = 32;
 use crate::engine::task::Restored;
 use crate::engine::{Engine, Forgotten, Partition, Routes, Task, TaskConfig, TaskStats};
 use crate::ingest::points::LayoutIds;
@@ -369,23 +373,9 @@ impl State {
             self.wanted.push(routes);
         }
         self.layouts.start_batch(&b.lines);
-        let mut n = 0u64;
-        for p in b.lines.iter() {
-            let Some(routes) = self
-                .wanted
-                .get(p.measurement_index())
-                .filter(|r| !r.is_empty())
-            else {
-                continue;
-            };
-            if self
-                .engine
-                .process_routed(routes, &self.layouts.point(p), p.time())
-                > 0
-            {
-                n += 1;
-            }
-        }
+        let n = self
+            .engine
+            .process_points(&b.lines, &self.wanted, &self.layouts, PREFETCH_AHEAD);
         self.shared.metrics.engine_points.inc_by(n);
     }
 
