@@ -361,11 +361,16 @@ impl Engine {
         layouts: &LayoutIds,
         ahead: usize,
     ) -> u64 {
-        let mut later = points
-            .iter()
-            .skip(if ahead == 0 { usize::MAX } else { ahead });
+        let skip = |n: usize| if ahead == 0 { usize::MAX } else { n };
+        // The series' entry is asked for twice as far ahead: the state's addresses are read
+        // from it.
+        let mut entries = points.iter().skip(skip(2 * ahead));
+        let mut later = points.iter().skip(skip(ahead));
         let mut n = 0;
         for p in points.iter() {
+            if let Some(a) = entries.next() {
+                self.series.prefetch(a.series_id());
+            }
             if let Some(a) = later.next()
                 && let Some(r) = routes.get(a.measurement_index())
             {

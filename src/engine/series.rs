@@ -9,26 +9,33 @@
 //! host) fails its generation check in the task and is filled again, so nothing here has to be
 //! kept in step with the tasks; a new engine (a reload) starts with an empty cache.
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
+use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
+use std::hash::BuildHasher;
 
 use super::SeriesId;
+use super::point::prefetch;
 use super::task::SeriesMemo;
 
 struct Entry {
+    /// [`SeriesId::hash`] of the raw series key.
+    hash: u64,
     /// [`SeriesId::check`] of the raw series key (the map key is its hash).
     check: u64,
     /// Event time of the series' latest point: an entry idle for longer than every rule's
     /// expiry is dropped.
     last_seen: i64,
     /// A series is read by a few rule sources on an engine; more spill to the heap. (Four
-    /// inline keep the entry at 120 bytes: the table holds one per series.)
+    /// inline keep the entry at 128 bytes: the table holds one per series.)
     slots: SmallVec<[SeriesMemo; 4]>,
 }
 
 /// Series key → each rule source's group of that series.
 pub(crate) struct SeriesCache {
-    entries: FxHashMap<u64, Entry>,
+    /// Entries by [`table_hash`] of their [`SeriesId::hash`].
+    entries: HashTable<Entry>,
     /// Newest point time seen.
     clock: i64,
     /// When (in event time) to drop idle entries next.
@@ -38,7 +45,7 @@ pub(crate) struct SeriesCache {
 impl Default for SeriesCache {
     fn default() -> Self {
         SeriesCache {
-            entries: FxHashMap::default(),
+            entries: HashTable::new(),
             clock: i64::MIN,
             next_sweep: i64::MIN,
         }
@@ -52,11 +59,21 @@ impl SeriesCache {
         if time > self.clock {
             self.clock = time;
         }
-        let e = self.entries.entry(id.hash).or_insert_with(|| Entry {
-            check: id.check,
-            last_seen: time,
-            slots: SmallVec::new(),
-        });
+        let e = match self.entries.entry(
+            table_hash(id.hash),
+            |e| e.hash == id.hash,
+            |e| table_hash(e.hash),
+        ) {
+            Slot::Occupied(o) => o.into_mut(),
+            Slot::Vacant(v) => v
+                .insert(Entry {
+                    hash: id.hash,
+                    check: id.check,
+                    last_seen: time,
+                    slots: SmallVec::new(),
+                })
+                .into_mut(),
+        };
         if e.check != id.check {
             e.check = id.check;
             e.last_seen = time;
@@ -67,11 +84,21 @@ impl SeriesCache {
         &mut e.slots
     }
 
+    /// Asks the CPU to start loading the entry of a series ([`prefetch`]), without reading
+    /// it: the first entry whose hash tag (in the table's dense control bytes) matches, which
+    /// is the series' entry unless another series' tag collides.
+    #[inline]
+    pub fn prefetch(&self, id: SeriesId) {
+        if let Some(e) = self.entries.find(table_hash(id.hash), |_| true) {
+            prefetch(e);
+        }
+    }
+
     /// The slots of a series, if cached (no change to the cache).
     #[inline]
     pub fn peek(&self, id: SeriesId) -> Option<&[SeriesMemo]> {
         self.entries
-            .get(&id.hash)
+            .find(table_hash(id.hash), |e| e.hash == id.hash)
             .filter(|e| e.check == id.check)
             .map(|e| &e.slots[..])
     }
@@ -84,9 +111,9 @@ impl SeriesCache {
         }
         if self.next_sweep != i64::MIN {
             let cutoff = self.clock.saturating_sub(max_age);
-            self.entries.retain(|_, e| e.last_seen >= cutoff);
+            self.entries.retain(|e| e.last_seen >= cutoff);
             if self.entries.capacity() > 64 && self.entries.capacity() > 4 * self.entries.len() {
-                self.entries.shrink_to_fit();
+                self.entries.shrink_to_fit(|e| table_hash(e.hash));
             }
         }
         self.next_sweep = self.clock.saturating_add((max_age / 4).max(1));
@@ -99,14 +126,21 @@ impl SeriesCache {
 
     /// Approximate heap bytes of the cache.
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * (std::mem::size_of::<(u64, Entry)>() + 1)
+        self.entries.capacity() * (std::mem::size_of::<Entry>() + 1)
             + self
                 .entries
-                .values()
+                .iter()
                 .filter(|e| e.slots.spilled())
                 .map(|e| e.slots.capacity() * std::mem::size_of::<SeriesMemo>())
                 .sum::<usize>()
     }
+}
+
+/// The table's hash of a series hash: mixed again, as a map keyed by it would, so that the
+/// bits the table uses (the low ones for the bucket, the top ones for the tag) are spread.
+#[inline]
+fn table_hash(series_hash: u64) -> u64 {
+    FxBuildHasher.hash_one(series_hash)
 }
 
 /// The slot of rule source `source` among `slots`, added if missing.
@@ -127,10 +161,10 @@ mod tests {
 
     #[test]
     fn entries_stay_small() {
-        // Four slots inline and the entry in 120 bytes: the table holds one per series.
+        // Four slots inline and the entry in 128 bytes: the table holds one per series.
         assert_eq!(std::mem::size_of::<SeriesMemo>(), 24);
         assert!(
-            std::mem::size_of::<Entry>() <= 120,
+            std::mem::size_of::<Entry>() <= 128,
             "{}",
             std::mem::size_of::<Entry>()
         );

@@ -34,7 +34,7 @@ use super::Shared;
 
 /// How many lines ahead of the one it evaluates an engine thread starts loading the state a
 /// line will read (`docs/benchmarks.md`, "Loading a line's state ahead").
-const PREFETCH_AHEAD: usize = 32;
+const PREFETCH_AHEAD: usize = 16;
 use crate::engine::task::Restored;
 use crate::engine::{Engine, Forgotten, Partition, Routes, Task, TaskConfig, TaskStats};
 use crate::ingest::points::LayoutIds;
