@@ -197,18 +197,34 @@ impl NameCache {
     }
 }
 
-/// Asks the CPU to start loading the cache line of `*p`, so that a later read of it, a few
-/// points further on, does not wait for memory. A hint only: it never faults and changes no
-/// value, and does nothing on other architectures.
+/// Asks the CPU to start loading the cache lines of `*p` (up to four), so that a later read of
+/// it, a few points further on, does not wait for memory. A hint only: it never faults and
+/// changes no value, and does nothing on other architectures.
 #[inline(always)]
 pub fn prefetch<T>(p: &T) {
+    let start = (p as *const T).cast::<u8>();
+    let size = std::mem::size_of::<T>();
+    // Every line the value spans: from its first byte, by lines, then its last byte's (which
+    // is a line already asked for unless the value straddles one more).
+    let mut offset = 0;
+    while offset < size.min(4 * 64) {
+        prefetch_line(start.wrapping_add(offset));
+        offset += 64;
+    }
+    if size > 1 {
+        prefetch_line(start.wrapping_add(size.min(4 * 64) - 1));
+    }
+}
+
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing architecturally and cannot fault, whatever the address;
     // SSE, which it needs, is part of every x86_64 target.
     #[allow(unused_unsafe)]
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
