@@ -372,8 +372,9 @@ impl Engine {
                 self.series.prefetch(a.series_id());
             }
             if let Some(a) = later.next()
-                && let Some(r) = routes.get(a.measurement_index())
+                && let Some(r) = routes.get(a.measurement_index()).filter(|r| !r.is_empty())
             {
+                a.prefetch_fields();
                 self.prefetch_routed(r, a.series_id());
             }
             let Some(r) = routes.get(p.measurement_index()).filter(|r| !r.is_empty()) else {

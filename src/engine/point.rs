@@ -202,17 +202,27 @@ impl NameCache {
 /// changes no value, and does nothing on other architectures.
 #[inline(always)]
 pub fn prefetch<T>(p: &T) {
-    let start = (p as *const T).cast::<u8>();
-    let size = std::mem::size_of::<T>();
-    // Every line the value spans: from its first byte, by lines, then its last byte's (which
-    // is a line already asked for unless the value straddles one more).
+    prefetch_bytes((p as *const T).cast::<u8>(), std::mem::size_of::<T>());
+}
+
+/// [`prefetch`] of a slice's elements (up to four cache lines).
+#[inline(always)]
+pub fn prefetch_slice<T>(s: &[T]) {
+    prefetch_bytes(s.as_ptr().cast::<u8>(), std::mem::size_of_val(s));
+}
+
+#[inline(always)]
+fn prefetch_bytes(start: *const u8, size: usize) {
+    // Every line the bytes span: from the first, by lines, then the last byte's (a line
+    // already asked for unless the bytes straddle one more).
+    let size = size.min(4 * 64);
     let mut offset = 0;
-    while offset < size.min(4 * 64) {
+    while offset < size {
         prefetch_line(start.wrapping_add(offset));
         offset += 64;
     }
     if size > 1 {
-        prefetch_line(start.wrapping_add(size.min(4 * 64) - 1));
+        prefetch_line(start.wrapping_add(size - 1));
     }
 }
 

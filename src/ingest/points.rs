@@ -288,6 +288,13 @@ impl PointRef<'_> {
         self.e.measurement as usize
     }
 
+    /// Asks the CPU to start loading the point's fields (the parsing thread wrote them, so
+    /// they are rarely in this core's cache).
+    #[inline]
+    pub fn prefetch_fields(&self) {
+        crate::engine::point::prefetch_slice(self.field_slice());
+    }
+
     /// The series id, computed when the line was parsed.
     pub fn series_id(&self) -> SeriesId {
         self.e.id
