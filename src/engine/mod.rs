@@ -33,7 +33,7 @@ use crate::rules::plan::TaskPlan;
 /// do is about 2^-128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesId {
-    /// FxHash of the key (the hash-map key).
+    /// FxHash of the key (what the series cache finds an entry by).
     pub hash: u64,
     /// Keyed SipHash of the key.
     pub check: u64,
@@ -364,11 +364,15 @@ impl Engine {
         let skip = |n: usize| if ahead == 0 { usize::MAX } else { n };
         // The series' entry is asked for twice as far ahead: the state's addresses are read
         // from it.
-        let mut entries = points.iter().skip(skip(2 * ahead));
+        let mut entries = points.iter().skip(skip(ahead.saturating_mul(2)));
         let mut later = points.iter().skip(skip(ahead));
         let mut n = 0;
         for p in points.iter() {
-            if let Some(a) = entries.next() {
+            if let Some(a) = entries.next()
+                && routes
+                    .get(a.measurement_index())
+                    .is_some_and(|r| !r.is_empty())
+            {
                 self.series.prefetch(a.series_id());
             }
             if let Some(a) = later.next()
@@ -656,8 +660,9 @@ mod tests {
         }
     }
 
-    /// The benchmark rules over a fleet, with and without loading lines' state ahead: the same
-    /// events and counters (loading ahead is a hint to the CPU and must change nothing).
+    /// The benchmark rules over a fleet, point by point and through `process_points` with
+    /// several look-aheads, whole and split over two engines by host: the same events and
+    /// counters (loading ahead is a hint to the CPU and must change nothing).
     #[test]
     fn loading_state_ahead_changes_no_result() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/rules20");
@@ -695,8 +700,20 @@ mod tests {
             }
             bodies.push(body);
         }
-        let run = |ahead: usize| {
+        // `ahead`: None evaluates point by point, as the engine threads did before.
+        let run = |ahead: Option<usize>, share: Option<u64>| {
             let mut engine = Engine::new(plans.clone(), &TaskConfig::default());
+            if let Some(index) = share {
+                let split = vec![true; plans.len()];
+                engine.split_by(
+                    Partition {
+                        tag: "host".into(),
+                        index,
+                        count: 2,
+                    },
+                    split,
+                );
+            }
             let filter = engine.measurement_filter();
             let mut layouts = LayoutIds::default();
             let mut events = Vec::new();
@@ -722,7 +739,19 @@ mod tests {
                     })
                     .collect();
                 layouts.start_batch(&b.lines);
-                taken += engine.process_points(&b.lines, &routes, &layouts, ahead);
+                match ahead {
+                    Some(ahead) => {
+                        taken += engine.process_points(&b.lines, &routes, &layouts, ahead)
+                    }
+                    None => {
+                        for p in b.lines.iter() {
+                            let r = &routes[p.measurement_index()];
+                            if engine.process_routed(r, &layouts.point(p), p.time()) > 0 {
+                                taken += 1;
+                            }
+                        }
+                    }
+                }
                 events.extend(engine.drain_events().iter().map(|e| format!("{e:?}")));
             }
             engine.flush();
@@ -730,14 +759,21 @@ mod tests {
             let stats: Vec<_> = engine.tasks().iter().map(|t| t.stats().clone()).collect();
             (taken, events, stats)
         };
-        let (taken, events, stats) = run(0);
+        let (taken, events, stats) = run(None, None);
         assert_eq!(taken, 30 * 40 * 4);
         assert!(events.len() > 100, "{} events", events.len());
-        for ahead in [1, 3, 32, 1000] {
-            let (t, e, s) = run(ahead);
-            assert_eq!(t, taken, "ahead {ahead}");
-            assert_eq!(e, events, "ahead {ahead}");
-            assert_eq!(s, stats, "ahead {ahead}");
+        // Batches are 160 lines: 100 lines ahead asks for state but never for an entry.
+        for ahead in [0, 1, 3, 16, 32, 100] {
+            let r = run(Some(ahead), None);
+            assert_eq!(r, (taken, events.clone(), stats.clone()), "ahead {ahead}");
+        }
+        for share in [0, 1] {
+            let (taken, events, stats) = run(None, Some(share));
+            assert!(taken > 0 && taken < 30 * 40 * 4, "{taken}");
+            for ahead in [0, 16] {
+                let r = run(Some(ahead), Some(share));
+                assert_eq!(r, (taken, events.clone(), stats.clone()), "share {share}");
+            }
         }
     }
 

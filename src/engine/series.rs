@@ -10,7 +10,6 @@
 //! kept in step with the tasks; a new engine (a reload) starts with an empty cache.
 
 use hashbrown::HashTable;
-use hashbrown::hash_table::Entry as Slot;
 use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 use std::hash::BuildHasher;
@@ -22,7 +21,8 @@ use super::task::SeriesMemo;
 struct Entry {
     /// [`SeriesId::hash`] of the raw series key.
     hash: u64,
-    /// [`SeriesId::check`] of the raw series key (the map key is its hash).
+    /// [`SeriesId::check`] of the raw series key (told apart from another key of the same
+    /// `hash`).
     check: u64,
     /// Event time of the series' latest point: an entry idle for longer than every rule's
     /// expiry is dropped.
@@ -59,19 +59,23 @@ impl SeriesCache {
         if time > self.clock {
             self.clock = time;
         }
-        let e = match self.entries.entry(
-            table_hash(id.hash),
-            |e| e.hash == id.hash,
-            |e| table_hash(e.hash),
-        ) {
-            Slot::Occupied(o) => o.into_mut(),
-            Slot::Vacant(v) => v
-                .insert(Entry {
-                    hash: id.hash,
-                    check: id.check,
-                    last_seen: time,
-                    slots: SmallVec::new(),
-                })
+        let hash = table_hash(id.hash);
+        // A lookup that finds its entry never grows the table (`HashTable::entry` would
+        // reserve room on every call).
+        let e = match self.entries.find_entry(hash, |e| e.hash == id.hash) {
+            Ok(o) => o.into_mut(),
+            Err(absent) => absent
+                .into_table()
+                .insert_unique(
+                    hash,
+                    Entry {
+                        hash: id.hash,
+                        check: id.check,
+                        last_seen: time,
+                        slots: SmallVec::new(),
+                    },
+                    |e| table_hash(e.hash),
+                )
                 .into_mut(),
         };
         if e.check != id.check {

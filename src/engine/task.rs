@@ -657,7 +657,7 @@ impl Task {
         };
         self.ctx.groups.prefetch(e.group);
         if !src.tags_unread {
-            prefetch(&*e.tags);
+            prefetch_arc(&e.tags);
         }
         for &c in &self.children[src.node] {
             self.nodes[c].prefetch(e.group);

@@ -31,10 +31,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Shared;
-
-/// How many lines ahead of the one it evaluates an engine thread starts loading the state a
-/// line will read (`docs/benchmarks.md`, "Loading a line's state ahead").
-const PREFETCH_AHEAD: usize = 16;
 use crate::engine::task::Restored;
 use crate::engine::{Engine, Forgotten, Partition, Routes, Task, TaskConfig, TaskStats};
 use crate::ingest::points::LayoutIds;
@@ -42,6 +38,11 @@ use crate::ingest::write::{SPARE_POINTS, WriteBatch};
 use crate::manager::dispatch::{Msg, RuleEvent};
 use crate::rules::plan::TaskPlan;
 use crate::storage::{EventRecord, StoredAlert};
+
+/// How many lines ahead of the one it evaluates an engine thread starts loading the state a
+/// line will read ([`Engine::process_points`]; `docs/benchmarks.md`, "Current figures: a
+/// line's state loaded ahead").
+const PREFETCH_AHEAD: usize = 16;
 
 /// Alert states to resume, by rule: (alert node, group id, state).
 pub type RestoreMap = FxHashMap<String, Vec<(String, String, Restored)>>;
