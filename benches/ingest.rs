@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 
-use alertd::engine::{Engine, Routes, TaskConfig};
+use alertd::engine::{Engine, MeasurementFilter, TaskConfig};
 use alertd::ingest::line_protocol::{Precision, parse_line, split_lines};
 use alertd::ingest::points::LayoutIds;
 use alertd::ingest::write::{SPARE_POINTS, WriteBatch, validate};
@@ -78,16 +78,7 @@ fn parse_once(plans: &[Arc<TaskPlan>], bodies: &[Bytes]) -> usize {
     let mut layouts = LayoutIds::default();
     let mut n = 0;
     for body in bodies {
-        let v = validate(
-            body.clone(),
-            "telegraf".into(),
-            "autogen".into(),
-            Precision::Nanoseconds,
-            0,
-            &filter,
-            "host",
-        );
-        let b = v.batch;
+        let b = validated_body(&filter, body);
         layouts.start_batch(&b.lines);
         for p in b.lines.iter() {
             n += engine.process(Some(&b.db), Some(&b.rp), &layouts.point(p), p.time());
@@ -98,24 +89,24 @@ fn parse_once(plans: &[Arc<TaskPlan>], bodies: &[Bytes]) -> usize {
     n
 }
 
-/// Bodies validated as the write handler does, ready for the engine threads.
+/// A body validated as the write handler does, ready for the engine threads.
+fn validated_body(filter: &MeasurementFilter, body: &Bytes) -> WriteBatch {
+    validate(
+        body.clone(),
+        "telegraf".into(),
+        "autogen".into(),
+        Precision::Nanoseconds,
+        0,
+        filter,
+        "host",
+    )
+    .batch
+}
+
+/// Bodies validated as the write handler does.
 fn validated(plans: &[Arc<TaskPlan>], bodies: &[Bytes]) -> Vec<WriteBatch> {
     let filter = Engine::new(plans.to_vec(), &TaskConfig::default()).measurement_filter();
-    bodies
-        .iter()
-        .map(|body| {
-            validate(
-                body.clone(),
-                "telegraf".into(),
-                "autogen".into(),
-                Precision::Nanoseconds,
-                0,
-                &filter,
-                "host",
-            )
-            .batch
-        })
-        .collect()
+    bodies.iter().map(|b| validated_body(&filter, b)).collect()
 }
 
 /// The engine threads' loop on validated batches: routes per measurement of the batch, then
@@ -125,15 +116,8 @@ fn engine_batches(plans: &[Arc<TaskPlan>], batches: &[WriteBatch], ahead: usize)
     let mut layouts = LayoutIds::default();
     let mut n = 0;
     for b in batches {
-        let routes: Vec<Routes> = b
-            .lines
-            .measurements()
-            .map(|m| {
-                let mut r = Routes::new();
-                engine.routes(Some(&b.db), Some(&b.rp), m, &mut r);
-                r
-            })
-            .collect();
+        let mut routes = Vec::new();
+        engine.batch_routes(Some(&b.db), Some(&b.rp), &b.lines, &mut routes);
         layouts.start_batch(&b.lines);
         n += engine.process_points(&b.lines, &routes, &layouts, ahead);
         engine.drain_events();

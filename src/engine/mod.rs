@@ -349,6 +349,24 @@ impl Engine {
         n
     }
 
+    /// The rule sources that take each measurement of a batch (in [`Points::measurements`]
+    /// order, which points refer to), the batch's lines sharing its database and retention
+    /// policy: the `routes` of [`Engine::process_points`], put in `out` (cleared first).
+    pub fn batch_routes(
+        &self,
+        db: Option<&str>,
+        rp: Option<&str>,
+        points: &Points,
+        out: &mut Vec<Routes>,
+    ) {
+        out.clear();
+        for m in points.measurements() {
+            let mut r = Routes::new();
+            self.routes(db, rp, m, &mut r);
+            out.push(r);
+        }
+    }
+
     /// Evaluates a batch of parsed points: point `i` goes to the rule sources `routes[m]`,
     /// `m` its measurement's index in the batch, its fields numbered by `layouts` (started on
     /// this batch). `ahead` lines before a line is evaluated, the state it will read is asked
@@ -729,15 +747,8 @@ mod tests {
                     "host",
                 )
                 .batch;
-                let routes: Vec<Routes> = b
-                    .lines
-                    .measurements()
-                    .map(|m| {
-                        let mut r = Routes::new();
-                        engine.routes(Some(&b.db), Some(&b.rp), m, &mut r);
-                        r
-                    })
-                    .collect();
+                let mut routes = Vec::new();
+                engine.batch_routes(Some(&b.db), Some(&b.rp), &b.lines, &mut routes);
                 layouts.start_batch(&b.lines);
                 match ahead {
                     Some(ahead) => {

@@ -367,12 +367,8 @@ impl State {
         // Which rule sources of this shard take each of the batch's measurements (they share
         // the batch's database and retention policy), and the shard's ids of the batch's
         // field-key layouts, decided once per batch.
-        self.wanted.clear();
-        for m in b.lines.measurements() {
-            let mut routes = Routes::new();
-            self.engine.routes(Some(&b.db), Some(&b.rp), m, &mut routes);
-            self.wanted.push(routes);
-        }
+        self.engine
+            .batch_routes(Some(&b.db), Some(&b.rp), &b.lines, &mut self.wanted);
         self.layouts.start_batch(&b.lines);
         let n = self
             .engine
