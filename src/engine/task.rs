@@ -660,7 +660,15 @@ impl Task {
             prefetch_arc(&e.tags);
         }
         for &c in &self.children[src.node] {
-            self.nodes[c].prefetch(e.group);
+            // Down a chain of single children (derivative, eval, window, alert), a few nodes.
+            let mut n = c;
+            for _ in 0..4 {
+                self.nodes[n].prefetch(e.group);
+                match self.children[n].as_slice() {
+                    [next] => n = *next,
+                    _ => break,
+                }
+            }
         }
     }
 
