@@ -24,7 +24,7 @@ pub use line::{FieldRef, LineView};
 pub use stats::TaskStats;
 pub use task::{Task, TaskConfig};
 
-use crate::ingest::points::{LayoutIds, Points};
+use crate::ingest::points::{LayoutIds, PointRef, Points};
 use crate::rules::plan::TaskPlan;
 
 /// Identifies a series by its raw key without keeping or comparing the key: a fast hash to find
@@ -380,6 +380,8 @@ impl Engine {
         ahead: usize,
     ) -> u64 {
         let skip = |n: usize| if ahead == 0 { usize::MAX } else { n };
+        // The rule sources that take a point, if any.
+        let routed = |p: &PointRef<'_>| routes.get(p.measurement_index()).filter(|r| !r.is_empty());
         // The series' entry is asked for twice as far ahead: the state's addresses are read
         // from it.
         let mut entries = points.iter().skip(skip(ahead.saturating_mul(2)));
@@ -387,19 +389,17 @@ impl Engine {
         let mut n = 0;
         for p in points.iter() {
             if let Some(a) = entries.next()
-                && routes
-                    .get(a.measurement_index())
-                    .is_some_and(|r| !r.is_empty())
+                && routed(&a).is_some()
             {
                 self.series.prefetch(a.series_id());
             }
             if let Some(a) = later.next()
-                && let Some(r) = routes.get(a.measurement_index()).filter(|r| !r.is_empty())
+                && let Some(r) = routed(&a)
             {
                 a.prefetch_fields();
                 self.prefetch_routed(r, a.series_id());
             }
-            let Some(r) = routes.get(p.measurement_index()).filter(|r| !r.is_empty()) else {
+            let Some(r) = routed(&p) else {
                 continue;
             };
             if self.process_routed(r, &layouts.point(p), p.time()) > 0 {
@@ -732,21 +732,11 @@ mod tests {
                     split,
                 );
             }
-            let filter = engine.measurement_filter();
             let mut layouts = LayoutIds::default();
             let mut events = Vec::new();
             let mut taken = 0;
             for body in &bodies {
-                let b = validate(
-                    bytes::Bytes::from(body.clone()),
-                    "telegraf".into(),
-                    "autogen".into(),
-                    crate::ingest::line_protocol::Precision::Nanoseconds,
-                    0,
-                    &filter,
-                    "host",
-                )
-                .batch;
+                let b = batch_of(&engine, body);
                 let mut routes = Vec::new();
                 engine.batch_routes(Some(&b.db), Some(&b.rp), &b.lines, &mut routes);
                 layouts.start_batch(&b.lines);
@@ -788,10 +778,10 @@ mod tests {
         }
     }
 
-    /// Feeds a body of line protocol the way the service does: validated into a batch, field
-    /// layouts numbered by `layouts`, each point routed. Returns how many points some rule took.
-    fn feed_batch(engine: &mut Engine, layouts: &mut LayoutIds, body: &str) -> usize {
-        let v = validate(
+    /// A body of line protocol validated as the write handler does, into database `db`,
+    /// retention policy `rp`.
+    fn batch_of(engine: &Engine, body: &str) -> crate::ingest::write::WriteBatch {
+        validate(
             bytes::Bytes::from(body.to_string()),
             "db".into(),
             "rp".into(),
@@ -799,8 +789,14 @@ mod tests {
             0,
             &engine.measurement_filter(),
             "host",
-        );
-        let b = v.batch;
+        )
+        .batch
+    }
+
+    /// Feeds a body of line protocol the way the service does: validated into a batch, field
+    /// layouts numbered by `layouts`, each point routed. Returns how many points some rule took.
+    fn feed_batch(engine: &mut Engine, layouts: &mut LayoutIds, body: &str) -> usize {
+        let b = batch_of(engine, body);
         layouts.start_batch(&b.lines);
         let mut n = 0;
         for p in b.lines.iter() {

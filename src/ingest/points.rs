@@ -642,6 +642,25 @@ mod tests {
     }
 
     #[test]
+    fn a_spare_body_buffer_is_taken_only_when_it_fits_the_body() {
+        let pool = PointsPool::default();
+        pool.put_body(Vec::with_capacity(4 << 20));
+        // A small body does not sit in the 4 MiB spare (it would count 4 MiB against the
+        // queue's byte limit): it gets a buffer of its own size and the spare stays.
+        let small = pool.take_body(1000);
+        assert!(
+            (1000..=2 * 1000 + 65536).contains(&small.capacity()),
+            "{}",
+            small.capacity()
+        );
+        // A body the spare holds takes it.
+        let large = pool.take_body(3 << 20);
+        assert_eq!(large.capacity(), 4 << 20);
+        // The pool is empty now: a new buffer of the asked size.
+        assert_eq!(pool.take_body(3 << 20).capacity(), 3 << 20);
+    }
+
+    #[test]
     fn the_pool_reuses_vectors_and_drops_the_text() {
         let pool = PointsPool::default();
         let mut pts = Points::new(pool.take());
