@@ -426,12 +426,14 @@ impl Dispatcher {
             }
         }
         if !stale.is_empty() {
-            storage
-                .write(&[Changes {
-                    alert_deletes: stale,
-                    ..Changes::default()
-                }])
-                .await?;
+            let st = storage.clone();
+            let deletes = [Changes {
+                alert_deletes: stale,
+                ..Changes::default()
+            }];
+            tokio::task::spawn_blocking(move || st.write(&deletes))
+                .await
+                .map_err(|_| crate::storage::StorageError::WriterPoisoned)??;
         }
         d.apply_config(cfg);
         Ok(d)

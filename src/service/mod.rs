@@ -1,6 +1,6 @@
 //! `alertd run`: the long-running service. Wires ingest (HTTP write endpoints) to the rules
 //! engine (one thread, fed by a bounded queue) and the engine's alert events to SQLite (one
-//! writer task), and serves health, readiness, metrics, reload and rule status.
+//! writer thread), and serves health, readiness, metrics, reload and rule status.
 //!
 //! Data flow: HTTP handler validates a body and queues a [`WriteBatch`] (429 when the queue is
 //! full) → engine thread evaluates rules and passes events to the storage writer → SQLite.
@@ -64,6 +64,9 @@ pub enum ServiceError {
     /// The engine thread could not be started.
     #[error("cannot start the engine thread: {0}")]
     Thread(std::io::Error),
+    /// The storage writer's thread could not be started.
+    #[error("cannot start the storage writer thread: {0}")]
+    WriterThread(std::io::Error),
     /// The receivers directory is invalid.
     #[error("receivers: {0}")]
     Receivers(#[from] ReceiversError),
@@ -349,12 +352,13 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     let (write_tx, write_rx) = tokio::sync::mpsc::channel(65_536);
     let writer_tx = write_tx.clone();
     let wake_delivery = Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(crate::storage::run_writer(
+    crate::storage::spawn_writer(
         storage.clone(),
         write_rx,
         metrics.clone(),
         wake_delivery.clone(),
-    ));
+    )
+    .map_err(ServiceError::WriterThread)?;
     let dispatcher = crate::manager::dispatch::Dispatcher::restore(
         &storage,
         receivers,

@@ -1,8 +1,10 @@
-//! SQLite storage (sqlx, WAL): alert events and the current state of every alert, so alerts
+//! SQLite storage (WAL): alert events and the current state of every alert, so alerts
 //! resume at their level after a restart, even after `kill -9`.
 //!
-//! One writer task owns all writes and commits them in batched transactions; nothing on the
-//! ingest path waits for the database. A failed write (busy database, full disk) is logged,
+//! One writer thread owns the writes of alerts, events, notifications and the rest of the
+//! alert manager's state, and commits them in batched transactions on its own connection
+//! (`rusqlite`); reads, migrations and the delivery loop's results go through a `sqlx` pool.
+//! Nothing on the ingest path waits for the database. A failed write (busy database, full disk) is logged,
 //! counted and retried with backoff, never dropped: while it retries the writer's bounded queue
 //! fills and the engine, then the write endpoints, push back.
 
@@ -36,6 +38,20 @@ pub enum StorageError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// The writer's connection could not be opened.
+    #[error("cannot open database {path} for writing: {source}")]
+    OpenWriter {
+        /// The database file.
+        path: String,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// A write on the writer's connection failed.
+    #[error("database write failed: {0}")]
+    Write(#[from] rusqlite::Error),
+    /// A writer panicked while holding the writer's connection.
+    #[error("the database writer's connection was left unusable by a panic")]
+    WriterPoisoned,
 }
 
 /// The stored state of one alert.
@@ -330,7 +346,11 @@ impl EventRecord {
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Storage {
+    /// Connections for reads and for the delivery loop's small writes.
     pool: SqlitePool,
+    /// The writer's own connection, used from one thread: a batch is written with no hand-off
+    /// per statement (see [`Storage::write`]).
+    writer: Arc<std::sync::Mutex<rusqlite::Connection>>,
     /// Notifications just committed, kept so their first delivery need not read them back.
     fresh: Arc<std::sync::Mutex<FreshOutbox>>,
 }
@@ -416,8 +436,14 @@ impl Storage {
                 source,
             })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let writer =
+            open_writer(path, busy_timeout).map_err(|source| StorageError::OpenWriter {
+                path: path.display().to_string(),
+                source,
+            })?;
         Ok(Storage {
             pool,
+            writer: Arc::new(std::sync::Mutex::new(writer)),
             fresh: Arc::default(),
         })
     }
@@ -467,142 +493,28 @@ impl Storage {
             .collect())
     }
 
-    /// Commits a batch of changes in one transaction. Returns the id given to the batch's
-    /// first notification (the others follow in order).
-    pub async fn write(&self, batch: &[Changes]) -> Result<i64, StorageError> {
+    /// Commits a batch of changes in one transaction on the writer's connection. Returns the
+    /// id given to the batch's first notification (the others follow in order).
+    ///
+    /// This blocks until the batch is committed (or fails): call it from the writer thread
+    /// ([`spawn_writer`]) or through `spawn_blocking`, never on an async task.
+    pub fn write(&self, batch: &[Changes]) -> Result<i64, StorageError> {
         let now = crate::clock::now_ns();
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| StorageError::WriterPoisoned)?;
         // Takes the write lock at once (waiting on the busy timeout if another connection
         // holds it): the batch may read before it writes (the next notification id), and a
         // deferred transaction that reads first cannot wait for the lock when it then writes.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for c in batch {
-            if let Some(e) = &c.event {
-                let s = &e.state;
-                sqlx::query(
-                    "INSERT INTO alert_events (task, node, group_id, alert_id, level, previous_level, time_ns, duration_ns, message, body)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&s.task)
-                .bind(&s.node)
-                .bind(&s.group_id)
-                .bind(&s.alert_id)
-                .bind(s.level.as_str())
-                .bind(e.previous_level.as_str())
-                .bind(s.last_event_ns)
-                .bind(e.duration)
-                .bind(&s.message)
-                .bind(&e.body)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO alert_state (task, node, group_id, alert_id, level, first_triggered, last_event_ns, message)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (task, node, group_id) DO UPDATE SET
-                       alert_id = excluded.alert_id, level = excluded.level,
-                       first_triggered = excluded.first_triggered,
-                       last_event_ns = excluded.last_event_ns, message = excluded.message",
-                )
-                .bind(&s.task)
-                .bind(&s.node)
-                .bind(&s.group_id)
-                .bind(&s.alert_id)
-                .bind(s.level.as_str())
-                .bind(s.first_triggered)
-                .bind(s.last_event_ns)
-                .bind(&s.message)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for si in &c.silences {
-                sqlx::query(
-                    "INSERT INTO silences (id, spec, updated_ns) VALUES (?, ?, ?)
-                     ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, updated_ns = excluded.updated_ns",
-                )
-                .bind(&si.id)
-                .bind(&si.spec)
-                .bind(si.updated_ns)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for id in &c.silence_deletes {
-                sqlx::query("DELETE FROM silences WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for h in &c.hosts {
-                sqlx::query(
-                    "INSERT INTO hosts (name, first_seen_ns, last_seen_ns, sources) VALUES (?, ?, ?, ?)
-                     ON CONFLICT (name) DO UPDATE SET last_seen_ns = excluded.last_seen_ns, sources = excluded.sources",
-                )
-                .bind(&h.name)
-                .bind(h.first_seen_ns)
-                .bind(h.last_seen_ns)
-                .bind(&h.sources)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for name in &c.host_deletes {
-                sqlx::query("DELETE FROM hosts WHERE name = ?")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for (task, group) in &c.alert_state_deletes {
-                sqlx::query("DELETE FROM alert_state WHERE task = ? AND group_id = ?")
-                    .bind(task)
-                    .bind(group)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for r in &c.checks {
-                sqlx::query(
-                    "INSERT INTO check_states (host, service, state, hard, attempt, hard_state, summary, perfdata,
-                       long_output, last_result_ns, last_change_ns, interval_ns, stale, history, flapping,
-                       percent_change, firing_severity, flap_firing)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (host, service) DO UPDATE SET
-                       state = excluded.state, hard = excluded.hard, attempt = excluded.attempt,
-                       hard_state = excluded.hard_state, summary = excluded.summary,
-                       perfdata = excluded.perfdata, long_output = excluded.long_output,
-                       last_result_ns = excluded.last_result_ns,
-                       last_change_ns = excluded.last_change_ns, interval_ns = excluded.interval_ns,
-                       stale = excluded.stale, history = excluded.history,
-                       flapping = excluded.flapping, percent_change = excluded.percent_change,
-                       firing_severity = excluded.firing_severity, flap_firing = excluded.flap_firing",
-                )
-                .bind(&r.host)
-                .bind(&r.service)
-                .bind(r.state)
-                .bind(r.hard)
-                .bind(r.attempt)
-                .bind(r.hard_state)
-                .bind(&r.summary)
-                .bind(&r.perfdata)
-                .bind(&r.long_output)
-                .bind(r.last_result_ns)
-                .bind(r.last_change_ns)
-                .bind(r.interval_ns)
-                .bind(r.stale)
-                .bind(&r.history)
-                .bind(r.flapping)
-                .bind(r.percent_change)
-                .bind(&r.firing_severity)
-                .bind(r.flap_firing)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for host in &c.check_deletes {
-                sqlx::query("DELETE FROM check_states WHERE host = ?")
-                    .bind(host)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            write_changes(&tx, c)?;
         }
-        let first_id = write_outbox(&mut tx, batch, now).await?;
-        write_nflog(&mut tx, batch).await?;
-        write_alerts(&mut tx, batch).await?;
-        tx.commit().await?;
+        let first_id = write_outbox(&tx, batch, now)?;
+        write_nflog(&tx, batch)?;
+        write_alerts(&tx, batch)?;
+        tx.commit()?;
         Ok(first_id)
     }
 
@@ -703,6 +615,20 @@ fn loaded_headers(map: serde_json::Map<String, serde_json::Value>) -> Vec<(Strin
         .collect()
 }
 
+/// Opens the writer's connection to a database the pool has created and migrated: WAL (set
+/// by the pool, kept in the file), `synchronous = NORMAL` like the pool's connections, room
+/// for every statement the writer prepares in its cache.
+fn open_writer(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<rusqlite::Connection, rusqlite::Error> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
 /// Rows per multi-row statement (a power of two; smaller tails go by halves, so at most a few
 /// statement texts are prepared and cached).
 const ROWS_PER_STATEMENT: usize = 64;
@@ -739,76 +665,174 @@ fn placeholders(rows: usize, cols: usize) -> String {
     vec![one; rows].join(", ")
 }
 
-/// Most notification bodies written by one statement.
-const BODIES_PER_STATEMENT: usize = 8;
+/// Writes the rows of one change that are not coalesced across a batch: its alert event and
+/// rule alert state, silences, hosts and check states.
+fn write_changes(tx: &rusqlite::Transaction<'_>, c: &Changes) -> Result<(), rusqlite::Error> {
+    if let Some(e) = &c.event {
+        let s = &e.state;
+        tx.prepare_cached(
+            "INSERT INTO alert_events (task, node, group_id, alert_id, level, previous_level, time_ns, duration_ns, message, body)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?
+        .execute(rusqlite::params![
+            s.task,
+            s.node,
+            s.group_id,
+            s.alert_id,
+            s.level.as_str(),
+            e.previous_level.as_str(),
+            s.last_event_ns,
+            e.duration,
+            s.message,
+            e.body,
+        ])?;
+        tx.prepare_cached(
+            "INSERT INTO alert_state (task, node, group_id, alert_id, level, first_triggered, last_event_ns, message)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (task, node, group_id) DO UPDATE SET
+               alert_id = excluded.alert_id, level = excluded.level,
+               first_triggered = excluded.first_triggered,
+               last_event_ns = excluded.last_event_ns, message = excluded.message",
+        )?
+        .execute(rusqlite::params![
+            s.task,
+            s.node,
+            s.group_id,
+            s.alert_id,
+            s.level.as_str(),
+            s.first_triggered,
+            s.last_event_ns,
+            s.message,
+        ])?;
+    }
+    if !c.silences.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO silences (id, spec, updated_ns) VALUES (?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, updated_ns = excluded.updated_ns",
+        )?;
+        for si in &c.silences {
+            st.execute(rusqlite::params![si.id, si.spec, si.updated_ns])?;
+        }
+    }
+    for id in &c.silence_deletes {
+        tx.prepare_cached("DELETE FROM silences WHERE id = ?")?
+            .execute([id])?;
+    }
+    if !c.hosts.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO hosts (name, first_seen_ns, last_seen_ns, sources) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET last_seen_ns = excluded.last_seen_ns, sources = excluded.sources",
+        )?;
+        for h in &c.hosts {
+            st.execute(rusqlite::params![
+                h.name,
+                h.first_seen_ns,
+                h.last_seen_ns,
+                h.sources
+            ])?;
+        }
+    }
+    for name in &c.host_deletes {
+        tx.prepare_cached("DELETE FROM hosts WHERE name = ?")?
+            .execute([name])?;
+    }
+    for (task, group) in &c.alert_state_deletes {
+        tx.prepare_cached("DELETE FROM alert_state WHERE task = ? AND group_id = ?")?
+            .execute([task, group])?;
+    }
+    if !c.checks.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO check_states (host, service, state, hard, attempt, hard_state, summary, perfdata,
+               long_output, last_result_ns, last_change_ns, interval_ns, stale, history, flapping,
+               percent_change, firing_severity, flap_firing)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (host, service) DO UPDATE SET
+               state = excluded.state, hard = excluded.hard, attempt = excluded.attempt,
+               hard_state = excluded.hard_state, summary = excluded.summary,
+               perfdata = excluded.perfdata, long_output = excluded.long_output,
+               last_result_ns = excluded.last_result_ns,
+               last_change_ns = excluded.last_change_ns, interval_ns = excluded.interval_ns,
+               stale = excluded.stale, history = excluded.history,
+               flapping = excluded.flapping, percent_change = excluded.percent_change,
+               firing_severity = excluded.firing_severity, flap_firing = excluded.flap_firing",
+        )?;
+        for r in &c.checks {
+            st.execute(rusqlite::params![
+                r.host,
+                r.service,
+                r.state,
+                r.hard,
+                r.attempt,
+                r.hard_state,
+                r.summary,
+                r.perfdata,
+                r.long_output,
+                r.last_result_ns,
+                r.last_change_ns,
+                r.interval_ns,
+                r.stale,
+                r.history,
+                r.flapping,
+                r.percent_change,
+                r.firing_severity,
+                r.flap_firing,
+            ])?;
+        }
+    }
+    for host in &c.check_deletes {
+        tx.prepare_cached("DELETE FROM check_states WHERE host = ?")?
+            .execute([host])?;
+    }
+    Ok(())
+}
 
-/// Writes the notifications of a batch with their bodies in multi-row statements. Their ids
-/// are given here, after the highest ever used (the table never reuses one), so the bodies
-/// can be written with them without reading each id back; the writer is the only one adding
-/// notifications, inside this transaction.
-async fn write_outbox(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+/// Writes the notifications of a batch with their bodies. Their ids are given here, after the
+/// highest ever used (the table never reuses one), so the bodies can be written with them
+/// without reading each id back; the writer is the only one adding notifications, inside this
+/// transaction.
+fn write_outbox(
+    tx: &rusqlite::Transaction<'_>,
     batch: &[Changes],
     now: i64,
-) -> Result<i64, StorageError> {
-    let rows: Vec<&OutboxInsert> = batch.iter().flat_map(|c| &c.outbox).collect();
-    if rows.is_empty() {
+) -> Result<i64, rusqlite::Error> {
+    let mut rows = batch.iter().flat_map(|c| &c.outbox).peekable();
+    if rows.peek().is_none() {
         return Ok(0);
     }
-    let last: i64 = sqlx::query_scalar(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
-                    COALESCE((SELECT MAX(id) FROM outbox), 0))",
-    )
-    .fetch_one(&mut **tx)
-    .await?;
-    let mut next = last + 1;
-    for chunk in statement_chunks(&rows) {
-        let n = chunk.len();
-        let sql = format!(
-            "INSERT INTO outbox (id, created_ns, receiver, group_key, kind, target, headers, timeout_ms, status, next_attempt_ns)
-             VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"; n].join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (i, d) in chunk.iter().enumerate() {
-            let headers = serde_json::Value::Object(stored_headers(&d.headers));
-            q = q
-                .bind(next + i as i64)
-                .bind(now)
-                .bind(&d.receiver)
-                .bind(&d.group_key)
-                .bind(&d.kind)
-                .bind(&d.target)
-                .bind(headers.to_string())
-                .bind(d.timeout_ms)
-                .bind(now);
-        }
-        q.execute(&mut **tx).await?;
-        // Bodies can be large (tens of KB): a few per statement bounds the memory the
-        // statement's copies of them take.
-        for (k, part) in chunk.chunks(BODIES_PER_STATEMENT).enumerate() {
-            let first = next + (k * BODIES_PER_STATEMENT) as i64;
-            let sql = format!(
-                "INSERT INTO outbox_bodies (id, body) VALUES {}",
-                placeholders(part.len(), 2)
-            );
-            let mut q = sqlx::query(&sql);
-            for (i, d) in part.iter().enumerate() {
-                q = q.bind(first + i as i64).bind(&d.body);
-            }
-            q.execute(&mut **tx).await?;
-        }
-        next += n as i64;
+    let last: i64 = tx
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+                        COALESCE((SELECT MAX(id) FROM outbox), 0))",
+        )?
+        .query_row([], |r| r.get(0))?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox (id, created_ns, receiver, group_key, kind, target, headers, timeout_ms, status, next_attempt_ns)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+    )?;
+    let mut body = tx.prepare_cached("INSERT INTO outbox_bodies (id, body) VALUES (?, ?)")?;
+    let mut id = last;
+    for d in rows {
+        id += 1;
+        let headers = serde_json::Value::Object(stored_headers(&d.headers)).to_string();
+        insert.execute(rusqlite::params![
+            id,
+            now,
+            d.receiver,
+            d.group_key,
+            d.kind,
+            d.target,
+            headers,
+            d.timeout_ms,
+            now,
+        ])?;
+        body.execute(rusqlite::params![id, d.body])?;
     }
     Ok(last + 1)
 }
 
 /// Writes the notification-log changes of a batch, coalesced: the last change of each
-/// (receiver, group) counts, in multi-row statements.
-async fn write_nflog(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    batch: &[Changes],
-) -> Result<(), StorageError> {
+/// (receiver, group) counts.
+fn write_nflog(tx: &rusqlite::Transaction<'_>, batch: &[Changes]) -> Result<(), rusqlite::Error> {
     let mut last: rustc_hash::FxHashMap<(&str, &str), Option<&NflogRow>> = Default::default();
     for c in batch {
         for n in &c.nflog {
@@ -818,46 +842,41 @@ async fn write_nflog(
             last.insert((r, g), None);
         }
     }
-    for (r, g) in last.iter().filter(|(_, n)| n.is_none()).map(|(k, _)| k) {
-        sqlx::query("DELETE FROM nflog WHERE receiver = ? AND group_key = ?")
-            .bind(r)
-            .bind(g)
-            .execute(&mut **tx)
-            .await?;
+    if last.is_empty() {
+        return Ok(());
     }
-    let upserts: Vec<&NflogRow> = last.values().filter_map(|n| *n).collect();
-    for chunk in statement_chunks(&upserts) {
-        let n = chunk.len();
-        let sql = format!(
-            "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
-             VALUES {}
-             ON CONFLICT (receiver, group_key) DO UPDATE SET
-               firing = excluded.firing, resolved = excluded.resolved,
-               sent_ns = excluded.sent_ns, expires_ns = excluded.expires_ns",
-            placeholders(n, 6)
-        );
-        let mut q = sqlx::query(&sql);
-        for r in chunk {
-            q = q
-                .bind(&r.receiver)
-                .bind(&r.group_key)
-                .bind(&r.firing)
-                .bind(&r.resolved)
-                .bind(r.sent_ns)
-                .bind(r.expires_ns);
+    for ((r, g), n) in &last {
+        match n {
+            None => {
+                tx.prepare_cached("DELETE FROM nflog WHERE receiver = ? AND group_key = ?")?
+                    .execute([r, g])?;
+            }
+            Some(n) => {
+                tx.prepare_cached(
+                    "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
+                     VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (receiver, group_key) DO UPDATE SET
+                       firing = excluded.firing, resolved = excluded.resolved,
+                       sent_ns = excluded.sent_ns, expires_ns = excluded.expires_ns",
+                )?
+                .execute(rusqlite::params![
+                    n.receiver,
+                    n.group_key,
+                    n.firing,
+                    n.resolved,
+                    n.sent_ns,
+                    n.expires_ns,
+                ])?;
+            }
         }
-        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Writes the alert rows and deletes of a batch, coalesced: only the last change of each
-/// fingerprint counts (every change replaces the whole row, or deletes it), and rows go in
-/// multi-row statements instead of one statement per row.
-async fn write_alerts(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    batch: &[Changes],
-) -> Result<(), StorageError> {
+/// Writes the alert rows and deletes of a batch, coalesced: only the last change of each row
+/// counts (every change replaces the whole row, or deletes it), in row order so new rows
+/// append to the table.
+fn write_alerts(tx: &rusqlite::Transaction<'_>, batch: &[Changes]) -> Result<(), rusqlite::Error> {
     let mut last: rustc_hash::FxHashMap<i64, Option<&AlertRow>> = Default::default();
     for c in batch {
         for a in &c.alerts {
@@ -870,54 +889,38 @@ async fn write_alerts(
     if last.is_empty() {
         return Ok(());
     }
-    let mut upserts: Vec<&AlertRow> = last.values().filter_map(|r| *r).collect();
-    let mut deletes: Vec<i64> = last
-        .iter()
-        .filter(|(_, r)| r.is_none())
-        .map(|(fp, _)| *fp)
-        .collect();
-    // In row order: new rows append to the table.
-    upserts.sort_unstable_by_key(|a| a.row);
-    deletes.sort_unstable();
-    for chunk in statement_chunks(&deletes) {
-        let n = chunk.len();
-        let sql = format!(
-            "DELETE FROM alerts WHERE id IN ({})",
-            vec!["?"; n].join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for fp in chunk {
-            q = q.bind(fp);
+    let mut changes: Vec<(i64, Option<&AlertRow>)> = last.into_iter().collect();
+    changes.sort_unstable_by_key(|(row, _)| *row);
+    let mut delete = tx.prepare_cached("DELETE FROM alerts WHERE id = ?")?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO alerts (id, fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET
+           fingerprint = excluded.fingerprint, labels = excluded.labels, annotations = excluded.annotations,
+           starts_ns = excluded.starts_ns, ends_ns = excluded.ends_ns,
+           updated_ns = excluded.updated_ns, generator_url = excluded.generator_url,
+           source = excluded.source, timeout = excluded.timeout",
+    )?;
+    for (row, a) in changes {
+        match a {
+            None => {
+                delete.execute([row])?;
+            }
+            Some(a) => {
+                upsert.execute(rusqlite::params![
+                    a.row,
+                    a.fingerprint,
+                    a.labels,
+                    a.annotations,
+                    a.starts_ns,
+                    a.ends_ns,
+                    a.updated_ns,
+                    a.generator_url,
+                    a.source,
+                    a.timeout,
+                ])?;
+            }
         }
-        q.execute(&mut **tx).await?;
-    }
-    for chunk in statement_chunks(&upserts) {
-        let n = chunk.len();
-        let sql = format!(
-            "INSERT INTO alerts (id, fingerprint, labels, annotations, starts_ns, ends_ns, updated_ns, generator_url, source, timeout)
-             VALUES {}
-             ON CONFLICT (id) DO UPDATE SET
-               fingerprint = excluded.fingerprint, labels = excluded.labels, annotations = excluded.annotations,
-               starts_ns = excluded.starts_ns, ends_ns = excluded.ends_ns,
-               updated_ns = excluded.updated_ns, generator_url = excluded.generator_url,
-               source = excluded.source, timeout = excluded.timeout",
-            placeholders(n, 10)
-        );
-        let mut q = sqlx::query(&sql);
-        for a in chunk {
-            q = q
-                .bind(a.row)
-                .bind(a.fingerprint)
-                .bind(&a.labels)
-                .bind(&a.annotations)
-                .bind(a.starts_ns)
-                .bind(a.ends_ns)
-                .bind(a.updated_ns)
-                .bind(&a.generator_url)
-                .bind(&a.source)
-                .bind(a.timeout);
-        }
-        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -1275,16 +1278,32 @@ impl Storage {
 /// Largest number of events committed in one transaction.
 const MAX_BATCH: usize = 512;
 
-/// Runs the single writer: takes events from `rx`, commits them in batches, retries failures
-/// with exponential backoff until they succeed.
-pub async fn run_writer(
+/// Starts the single writer on a thread of its own (`alertd-writer`): it takes changes from
+/// `rx`, commits them in batches, and retries failures with exponential backoff until they
+/// succeed. It ends when every sender of `rx` is dropped.
+///
+/// A thread rather than a task: SQLite calls block, and a batch is many statements; on this
+/// thread they run one after another with no hand-off to another thread and back per
+/// statement, which is what an async driver costs.
+pub fn spawn_writer(
+    storage: Storage,
+    rx: mpsc::Receiver<Changes>,
+    metrics: Arc<Metrics>,
+    deliveries: Arc<tokio::sync::Notify>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("alertd-writer".into())
+        .spawn(move || run_writer(storage, rx, metrics, deliveries))
+}
+
+fn run_writer(
     storage: Storage,
     mut rx: mpsc::Receiver<Changes>,
     metrics: Arc<Metrics>,
     deliveries: Arc<tokio::sync::Notify>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -1296,7 +1315,7 @@ pub async fn run_writer(
         let mut backoff = Duration::from_millis(50);
         loop {
             let start = Instant::now();
-            match storage.write(&batch).await {
+            match storage.write(&batch) {
                 Ok(first_id) => {
                     metrics
                         .sqlite_write_seconds
@@ -1325,7 +1344,7 @@ pub async fn run_writer(
                 Err(error) => {
                     metrics.sqlite_errors.inc();
                     tracing::error!(%error, events = batch.len(), retry_in_ms = backoff.as_millis() as u64, "Storing alert events failed; retrying.");
-                    tokio::time::sleep(backoff).await;
+                    std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -1381,7 +1400,6 @@ mod tests {
         // 200 rows (several statements), then in one batch: 7 deleted after an update, 8
         // re-inserted after a delete, 9 updated twice.
         st.write(&[upsert((0..200).map(|i| row(i, 10)).collect())])
-            .await
             .unwrap();
         st.write(&[
             upsert(vec![row(7, 20)]),
@@ -1389,7 +1407,6 @@ mod tests {
             upsert(vec![row(8, 30), row(9, 40)]),
             upsert(vec![row(9, 50)]),
         ])
-        .await
         .unwrap();
         let got = st.load_alerts().await.unwrap();
         assert!(got.windows(2).all(|w| w[0].row < w[1].row));
@@ -1440,7 +1457,6 @@ mod tests {
             event(1),
             event(2),
         ])
-        .await
         .unwrap();
         let mut rows = st.load_checks().await.unwrap();
         rows.sort_by(|x, y| (&x.host, &x.service).cmp(&(&y.host, &y.service)));
@@ -1458,7 +1474,6 @@ mod tests {
             alert_state_deletes: vec![("disk".into(), "host=h1".into())],
             ..Changes::default()
         }])
-        .await
         .unwrap();
         let rows = st.load_checks().await.unwrap();
         assert_eq!(rows, [check_row("b", "disk", 0)]);
@@ -1526,12 +1541,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(run_writer(
+        spawn_writer(
             st.clone(),
             rx,
             Arc::new(Metrics::new()),
             Arc::new(tokio::sync::Notify::new()),
-        ));
+        )
+        .unwrap();
         let done = Arc::new(tokio::sync::Notify::new());
         tx.send(Changes {
             checks: vec![check_row("a", "x", 2)],
@@ -1599,7 +1615,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        st.write(&batch).await.unwrap();
+        st.write(&batch).unwrap();
         let now = crate::clock::now_ns() + 1;
         let due = st
             .outbox_due("hook", now, &FxHashSet::default(), 10)
@@ -1641,7 +1657,6 @@ mod tests {
             outbox: vec![note("hook", "g1", "four")],
             ..Default::default()
         }])
-        .await
         .unwrap();
         let due = st
             .outbox_due("hook", i64::MAX, &FxHashSet::default(), 10)
@@ -1666,7 +1681,7 @@ mod tests {
             outbox: vec![dup, note("hook", "g2", "two")],
             ..Default::default()
         }];
-        let first = st.write(&batch).await.unwrap();
+        let first = st.write(&batch).unwrap();
         // The delivery loop polls between the commit and the writer keeping the batch: it
         // reads the first row from the database.
         let now = crate::clock::now_ns() + 1;
@@ -1724,7 +1739,7 @@ mod tests {
             }],
             ..Default::default()
         }];
-        let id = st.write(&fresh_dup).await.unwrap();
+        let id = st.write(&fresh_dup).unwrap();
         st.keep_fresh(id, &mut fresh_dup);
         let taken = st.fresh.lock().unwrap().take(id).unwrap();
         assert_eq!(taken.headers, [("X-A".to_string(), "3".to_string())]);
@@ -1761,7 +1776,7 @@ mod tests {
             outbox: vec![note("hook", "g1", "one"), note("hook", "g2", "two")],
             ..Default::default()
         }];
-        let first = st.write(&batch).await.unwrap();
+        let first = st.write(&batch).unwrap();
         st.keep_fresh(first, &mut batch);
         assert!(batch[0].outbox.is_empty(), "the bodies moved to the cache");
         // Written without being kept: read back from the database.
@@ -1769,7 +1784,6 @@ mod tests {
             outbox: vec![note("hook", "g3", "three")],
             ..Default::default()
         }])
-        .await
         .unwrap();
         // The stored copies change behind the cache's back: the first delivery does not read
         // them, a retry does.
@@ -1840,7 +1854,11 @@ mod tests {
             outbox: vec![note("hook", "g1", "one")],
             ..Default::default()
         }];
-        storage.write(&batch).await.unwrap();
+        let st = storage.clone();
+        tokio::task::spawn_blocking(move || st.write(&batch))
+            .await
+            .unwrap()
+            .unwrap();
         release.await.unwrap();
         let due = storage
             .outbox_due("hook", i64::MAX, &FxHashSet::default(), 10)
@@ -1872,7 +1890,7 @@ mod tests {
                 ..Default::default()
             },
         ];
-        st.write(&batch).await.unwrap();
+        st.write(&batch).unwrap();
         let mut log: Vec<_> = st
             .load_nflog()
             .await
@@ -1929,12 +1947,13 @@ mod tests {
         for n in 0..3 {
             tx.send(event(n)).await.unwrap();
         }
-        let writer = tokio::spawn(run_writer(
+        let writer = spawn_writer(
             storage.clone(),
             rx,
             metrics.clone(),
             Arc::new(tokio::sync::Notify::new()),
-        ));
+        )
+        .unwrap();
         // Every attempt fails as busy, and each failure is counted.
         wait_for("two failed attempts", || metrics.sqlite_errors.get() >= 2).await;
         assert_eq!(metrics.events_stored.get(), 0);
@@ -1963,6 +1982,9 @@ mod tests {
         wait_for("a later event", || metrics.events_stored.get() == 4).await;
         assert_eq!(metrics.sqlite_errors.get(), errors);
         drop(tx);
-        writer.await.unwrap();
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
