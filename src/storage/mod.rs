@@ -809,7 +809,10 @@ fn write_outbox(
         "INSERT INTO outbox (id, created_ns, receiver, group_key, kind, target, headers, timeout_ms, status, next_attempt_ns)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
     )?;
-    let mut body = tx.prepare_cached("INSERT INTO outbox_bodies (id, body) VALUES (?, ?)")?;
+    let mut body =
+        tx.prepare_cached("INSERT INTO outbox_bodies (id, body, encoding) VALUES (?, ?, ?)")?;
+    let mut snappy = snap::raw::Encoder::new();
+    let mut packed = Vec::new();
     let mut id = last;
     for d in rows {
         id += 1;
@@ -825,9 +828,36 @@ fn write_outbox(
             d.timeout_ms,
             now,
         ])?;
-        body.execute(rusqlite::params![id, d.body])?;
+        match pack_body(&mut snappy, &d.body, &mut packed) {
+            Some(bytes) => body.execute(rusqlite::params![id, bytes, "snappy"])?,
+            None => body.execute(rusqlite::params![id, d.body, "identity"])?,
+        };
     }
     Ok(last + 1)
+}
+
+/// `body` compressed with Snappy into `buf`, or None when that does not make it smaller (or
+/// fails, which only a body larger than Snappy's 4 GiB bound can).
+fn pack_body<'b>(
+    snappy: &mut snap::raw::Encoder,
+    body: &str,
+    buf: &'b mut Vec<u8>,
+) -> Option<&'b [u8]> {
+    buf.resize(snap::raw::max_compress_len(body.len()), 0);
+    let n = snappy.compress(body.as_bytes(), buf).ok()?;
+    (n < body.len()).then(|| &buf[..n])
+}
+
+/// A stored body read back: its text, from the column's bytes and its `encoding`.
+fn unpack_body(bytes: &[u8], encoding: &str) -> Result<String, String> {
+    let text = match encoding {
+        "identity" => bytes.to_vec(),
+        "snappy" => snap::raw::Decoder::new()
+            .decompress_vec(bytes)
+            .map_err(|e| format!("stored body does not decompress: {e}"))?,
+        other => return Err(format!("stored body has an unknown encoding {other:?}")),
+    };
+    String::from_utf8(text).map_err(|e| format!("stored body is not UTF-8: {e}"))
 }
 
 /// Writes the notification-log changes of a batch, coalesced: the last change of each
@@ -983,7 +1013,8 @@ impl Storage {
             return Ok(found);
         }
         let sql = format!(
-            "SELECT o.id, o.receiver, o.kind, o.target, o.headers, o.timeout_ms, b.body, o.attempts
+            "SELECT o.id, o.receiver, o.kind, o.target, o.headers, o.timeout_ms,
+                    CAST(b.body AS BLOB), b.encoding, o.attempts
              FROM outbox o JOIN outbox_bodies b ON b.id = o.id
              WHERE o.status = 'pending' AND o.id IN ({})",
             vec!["?"; take.len()].join(", ")
@@ -992,24 +1023,34 @@ impl Storage {
         for id in &take {
             q = q.bind(id);
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        let mut rows: Vec<OutboxRow> = rows
-            .into_iter()
-            .map(|r| {
-                let headers: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(r.get::<&str, _>(4)).unwrap_or_default();
-                OutboxRow {
-                    id: r.get(0),
-                    receiver: r.get(1),
-                    kind: r.get(2),
-                    target: r.get(3),
-                    headers: loaded_headers(headers),
-                    timeout_ms: r.get(5),
-                    body: r.get(6),
-                    attempts: r.get(7),
+        let mut rows = Vec::with_capacity(take.len() + found.len());
+        let mut unreadable = Vec::new();
+        for r in q.fetch_all(&self.pool).await? {
+            let id: i64 = r.try_get(0)?;
+            let body = match unpack_body(r.try_get(6)?, r.try_get(7)?) {
+                Ok(body) => body,
+                Err(error) => {
+                    tracing::error!(id, %error, "Notification cannot be read back; given up.");
+                    unreadable.push((id, Delivery::Failed { error }));
+                    continue;
                 }
-            })
-            .collect();
+            };
+            let headers: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(r.try_get(4)?).unwrap_or_default();
+            rows.push(OutboxRow {
+                id,
+                receiver: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                target: r.try_get(3)?,
+                headers: loaded_headers(headers),
+                timeout_ms: r.try_get(5)?,
+                body,
+                attempts: r.try_get(8)?,
+            });
+        }
+        // A body that cannot be read back (a damaged file) would otherwise come up as due
+        // forever: it is given up with the reason, as a refused delivery is.
+        self.outbox_record(&unreadable).await?;
         rows.append(&mut found);
         // Ordered here, not by SQLite: its sorter would copy every body (~27 KB each for a
         // large group) into a sort buffer and spill it to a temporary file.
@@ -1140,6 +1181,20 @@ pub struct NotificationView {
     pub last_error: Option<String>,
 }
 
+/// A [`NotificationView`] from the first eight columns of an outbox query.
+fn notification_view(r: &sqlx::sqlite::SqliteRow) -> Result<NotificationView, sqlx::Error> {
+    Ok(NotificationView {
+        id: r.try_get(0)?,
+        created_ns: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        receiver: r.try_get(3)?,
+        target: r.try_get(4)?,
+        status: r.try_get(5)?,
+        attempts: r.try_get(6)?,
+        last_error: r.try_get(7)?,
+    })
+}
+
 /// Read-only queries of the API's history views.
 impl Storage {
     /// The host registry.
@@ -1240,37 +1295,74 @@ impl Storage {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<NotificationView>, i64), StorageError> {
-        let filter = "(?1 IS NULL OR status = ?1) AND (?2 IS NULL OR
-            instr((SELECT body FROM outbox_bodies b WHERE b.id = outbox.id), ?2) > 0)";
-        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM outbox WHERE {filter}"))
+        if let Some(text) = contains {
+            return self
+                .notifications_containing(status, text, limit, offset)
+                .await;
+        }
+        let total: i64 = sqlx::query("SELECT COUNT(*) FROM outbox WHERE ?1 IS NULL OR status = ?1")
             .bind(status)
-            .bind(contains)
             .fetch_one(&self.pool)
             .await?
-            .get(0);
-        let rows = sqlx::query(&format!(
+            .try_get(0)?;
+        let rows = sqlx::query(
             "SELECT id, created_ns, kind, receiver, target, status, attempts, last_error
-             FROM outbox WHERE {filter} ORDER BY id DESC LIMIT ?3 OFFSET ?4"
-        ))
+             FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+        )
         .bind(status)
-        .bind(contains)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
         let items = rows
-            .into_iter()
-            .map(|r| NotificationView {
-                id: r.get(0),
-                created_ns: r.get(1),
-                kind: r.get(2),
-                receiver: r.get(3),
-                target: r.get(4),
-                status: r.get(5),
-                attempts: r.get(6),
-                last_error: r.get(7),
-            })
-            .collect();
+            .iter()
+            .map(notification_view)
+            .collect::<Result<_, _>>()?;
+        Ok((items, total))
+    }
+
+    /// [`Storage::notifications_page`] with a text to find in the bodies. Bodies may be stored
+    /// compressed, so they are read back and searched here, newest first, a few hundred rows
+    /// per query.
+    async fn notifications_containing(
+        &self,
+        status: Option<&str>,
+        text: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<NotificationView>, i64), StorageError> {
+        let mut items = Vec::new();
+        let mut total = 0i64;
+        let mut before = i64::MAX;
+        loop {
+            let rows = sqlx::query(
+                "SELECT o.id, o.created_ns, o.kind, o.receiver, o.target, o.status, o.attempts,
+                        o.last_error, CAST(b.body AS BLOB), b.encoding
+                 FROM outbox o JOIN outbox_bodies b ON b.id = o.id
+                 WHERE (?1 IS NULL OR o.status = ?1) AND o.id < ?2
+                 ORDER BY o.id DESC LIMIT 256",
+            )
+            .bind(status)
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            before = last.try_get(0)?;
+            for r in &rows {
+                // A body that cannot be read back contains nothing to find.
+                let found =
+                    unpack_body(r.try_get(8)?, r.try_get(9)?).is_ok_and(|body| body.contains(text));
+                if !found {
+                    continue;
+                }
+                if total >= offset && (items.len() as i64) < limit {
+                    items.push(notification_view(r)?);
+                }
+                total += 1;
+            }
+        }
         Ok((items, total))
     }
 }
@@ -1766,6 +1858,112 @@ mod tests {
         assert_eq!(f.take(1).map(|r| r.id), Some(1));
         assert_eq!((f.rows.len(), f.bytes), (0, 0));
         assert!(f.take(1).is_none(), "taken once");
+    }
+
+    #[tokio::test]
+    async fn large_bodies_are_stored_compressed_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        // A webhook body for a large group: the same shape of alert many times over.
+        let large: String = (0..90)
+            .map(|i| format!("{{\"labels\":{{\"alertname\":\"DiskFull\",\"instance\":\"node{i:04}\"}},\"fingerprint\":\"{:016x}\"}}", i * 7919))
+            .collect::<Vec<_>>()
+            .join(",");
+        let first = st
+            .write(&[Changes {
+                outbox: vec![note("hook", "g1", &large), note("hook", "g2", "tiny")],
+                ..Default::default()
+            }])
+            .unwrap();
+        let stored: Vec<(String, i64)> =
+            sqlx::query_as("SELECT encoding, length(body) FROM outbox_bodies ORDER BY id")
+                .fetch_all(&st.pool)
+                .await
+                .unwrap();
+        assert_eq!(stored[0].0, "snappy");
+        assert!(
+            (stored[0].1 as usize) < large.len() / 3,
+            "{} bytes stored for {}",
+            stored[0].1,
+            large.len()
+        );
+        assert_eq!(
+            stored[1],
+            ("identity".to_string(), 4),
+            "not worth compressing"
+        );
+        // Not kept in memory: both are read back from the database, unchanged.
+        let due = st
+            .outbox_due(
+                "hook",
+                crate::clock::now_ns() + 1,
+                &FxHashSet::default(),
+                10,
+            )
+            .await
+            .unwrap();
+        let got: Vec<_> = due.iter().map(|r| (r.id, r.body.as_str())).collect();
+        assert_eq!(got, [(first, large.as_str()), (first + 1, "tiny")]);
+        // The history finds a notification by a text of its body, compressed or not.
+        let fp = format!("{:016x}", 45 * 7919);
+        let (found, total) = st.notifications_page(None, Some(&fp), 10, 0).await.unwrap();
+        assert_eq!((found.len(), total), (1, 1));
+        assert_eq!(found[0].id, first);
+        let (found, total) = st
+            .notifications_page(None, Some("tiny"), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            (found.iter().map(|v| v.id).collect::<Vec<_>>(), total),
+            (vec![first + 1], 1)
+        );
+        let (found, total) = st
+            .notifications_page(None, Some("node0099"), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!((found.len(), total), (0, 0));
+        let (found, total) = st.notifications_page(None, None, 10, 0).await.unwrap();
+        assert_eq!((found.len(), total), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn a_stored_body_that_cannot_be_read_back_is_given_up_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let large = "{\"alertname\":\"DiskFull\"}".repeat(100);
+        let first = st
+            .write(&[Changes {
+                outbox: vec![note("hook", "g1", &large), note("hook", "g2", &large)],
+                ..Default::default()
+            }])
+            .unwrap();
+        // The first body is damaged on disk.
+        sqlx::query("UPDATE outbox_bodies SET body = x'00ff00ff' WHERE id = ?")
+            .bind(first)
+            .execute(&st.pool)
+            .await
+            .unwrap();
+        let now = crate::clock::now_ns() + 1;
+        let due = st
+            .outbox_due("hook", now, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.iter().map(|r| r.id).collect::<Vec<_>>(), [first + 1]);
+        assert_eq!(due[0].body, large);
+        let (status, error): (String, String) =
+            sqlx::query_as("SELECT status, last_error FROM outbox WHERE id = ?")
+                .bind(first)
+                .fetch_one(&st.pool)
+                .await
+                .unwrap();
+        assert_eq!(status, "failed");
+        assert!(error.contains("does not decompress"), "{error}");
+        // Given up for good: it never comes up as due again.
+        let again = st
+            .outbox_due("hook", now, &FxHashSet::from_iter([first + 1]), 10)
+            .await
+            .unwrap();
+        assert!(again.is_empty());
     }
 
     #[tokio::test]
