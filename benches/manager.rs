@@ -1,5 +1,5 @@
 //! Alert manager hot paths: silence lookup (index vs linear scan), inhibition check and index
-//! rebuild, and the notification-log decision.
+//! rebuild, the notification-log decision, and rendering a large group's webhook body.
 //!
 //! Run: `cargo bench --bench manager -- --warm-up-time 1 --measurement-time 3`.
 //!
@@ -13,6 +13,8 @@
 //!   hosts and 20 clusters) and three rules (Alertmanager-style: host down mutes the host's
 //!   warnings; a critical mutes warnings of the same alertname and cluster; `ClusterDown` mutes
 //!   everything in its cluster).
+//! - A webhook body (Alertmanager's version 4) of 90 firing alerts shaped like those of
+//!   `alertd bench-alerts` (five labels, one annotation), the size of its groups.
 
 use std::hint::black_box;
 
@@ -236,5 +238,56 @@ fn bench_nflog(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_silences, bench_inhibit, bench_nflog);
+fn bench_render(c: &mut Criterion) {
+    use alertd::receivers::notification::{AlertStatus, Notification, NotifiedAlert};
+    let starts = chrono::DateTime::from_timestamp_nanos(NOW + 123_456_789);
+    let alerts: Vec<NotifiedAlert> = (0..90)
+        .map(|i| {
+            let labels = label_set([
+                ("alertname", "BenchAlert"),
+                ("bucket", format!("b{}", 1000 + i).as_str()),
+                ("group", "g101"),
+                ("instance", format!("i{}", 1101 + 1000 * i).as_str()),
+                ("severity", "warning"),
+            ]);
+            NotifiedAlert {
+                status: AlertStatus::Firing,
+                fingerprint: fingerprint(&labels),
+                labels,
+                annotations: label_set([("summary", "alertd bench-alerts")]),
+                starts_at: starts,
+                ends_at: None,
+                generator_url: "http://bench/graph".into(),
+            }
+        })
+        .collect();
+    let n = Notification {
+        receiver: "bench".into(),
+        group_key: "{}:{group=\"g101\"}".into(),
+        group_labels: label_set([("group", "g101")]),
+        alerts,
+        truncated: 0,
+        external_url: "http://localhost:9092".into(),
+        reason: "first notification".into(),
+    };
+    let mut g = c.benchmark_group("render");
+    g.bench_function("webhook_v4/90_alerts", |b| {
+        b.iter(|| {
+            black_box(alertd::receivers::webhook::alertmanager_v4_text(
+                black_box(&n),
+                &n.alerts,
+                0,
+            ))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_silences,
+    bench_inhibit,
+    bench_nflog,
+    bench_render
+);
 criterion_main!(benches);
