@@ -331,12 +331,26 @@ pub struct Silences {
     slots: Vec<Option<(Silence, Anchor)>>,
     free: Vec<u32>,
     by_id: FxHashMap<String, u32>,
-    /// Label name → value → slots.
-    values: FxHashMap<String, FxHashMap<String, Vec<u32>>>,
-    /// Label name → prefixes of the value → slots.
-    prefixes: FxHashMap<String, PrefixIndex>,
-    /// Label name → slots of silences that only need the label present.
-    present: FxHashMap<String, Vec<u32>>,
+    /// Label name → the silences filed under that label. One lookup per label of an alert
+    /// finds all three kinds; a label no silence is filed under costs one miss.
+    by_name: FxHashMap<String, NameIndex>,
+}
+
+/// The silences filed under one label name.
+#[derive(Debug, Default)]
+struct NameIndex {
+    /// Value → slots.
+    values: FxHashMap<String, Vec<u32>>,
+    /// Prefixes of the value → slots.
+    prefixes: PrefixIndex,
+    /// Slots of silences that only need the label present.
+    present: Vec<u32>,
+}
+
+impl NameIndex {
+    fn is_empty(&self) -> bool {
+        self.values.is_empty() && self.prefixes.by_prefix.is_empty() && self.present.is_empty()
+    }
 }
 
 fn remove_slot(v: &mut Vec<u32>, slot: u32) {
@@ -383,18 +397,18 @@ impl Silences {
     fn crowd(&self, a: &Anchor) -> usize {
         match a {
             Anchor::Value(n, v) => self
-                .values
+                .by_name
                 .get(n)
-                .and_then(|m| m.get(v))
+                .and_then(|i| i.values.get(v))
                 .map_or(0, Vec::len),
             Anchor::Prefixes(n, ps) => {
-                let idx = self.prefixes.get(n);
+                let idx = self.by_name.get(n).map(|i| &i.prefixes);
                 ps.iter()
                     .map(|p| 1 + idx.and_then(|i| i.by_prefix.get(p)).map_or(0, Vec::len))
                     .sum::<usize>()
                     - 1
             }
-            Anchor::Present(n) => self.present.get(n).map_or(0, Vec::len),
+            Anchor::Present(n) => self.by_name.get(n).map_or(0, |i| i.present.len()),
         }
     }
 
@@ -432,14 +446,15 @@ impl Silences {
     fn file(&mut self, a: &Anchor, slot: u32) {
         match a {
             Anchor::Value(n, v) => self
-                .values
+                .by_name
                 .entry(n.clone())
                 .or_default()
+                .values
                 .entry(v.clone())
                 .or_default()
                 .push(slot),
             Anchor::Prefixes(n, ps) => {
-                let idx = self.prefixes.entry(n.clone()).or_default();
+                let idx = &mut self.by_name.entry(n.clone()).or_default().prefixes;
                 for p in ps {
                     let slots = idx.by_prefix.entry(p.clone()).or_default();
                     if slots.is_empty() {
@@ -448,55 +463,53 @@ impl Silences {
                     slots.push(slot);
                 }
             }
-            Anchor::Present(n) => self.present.entry(n.clone()).or_default().push(slot),
+            Anchor::Present(n) => self
+                .by_name
+                .entry(n.clone())
+                .or_default()
+                .present
+                .push(slot),
         }
     }
 
     fn unfile(&mut self, a: &Anchor, slot: u32) {
+        let name = match a {
+            Anchor::Value(n, _) | Anchor::Prefixes(n, _) | Anchor::Present(n) => n,
+        };
+        let Some(idx) = self.by_name.get_mut(name) else {
+            return;
+        };
         match a {
-            Anchor::Value(n, v) => {
-                if let Some(values) = self.values.get_mut(n) {
-                    if let Some(slots) = values.get_mut(v) {
-                        remove_slot(slots, slot);
-                        if slots.is_empty() {
-                            values.remove(v);
-                        }
-                    }
-                    if values.is_empty() {
-                        self.values.remove(n);
+            Anchor::Value(_, v) => {
+                if let Some(slots) = idx.values.get_mut(v) {
+                    remove_slot(slots, slot);
+                    if slots.is_empty() {
+                        idx.values.remove(v);
                     }
                 }
             }
-            Anchor::Prefixes(n, ps) => {
-                if let Some(idx) = self.prefixes.get_mut(n) {
-                    for p in ps {
-                        let Some(slots) = idx.by_prefix.get_mut(p) else {
-                            continue;
-                        };
-                        remove_slot(slots, slot);
-                        if slots.is_empty() {
-                            idx.by_prefix.remove(p);
-                            if let Some(c) = idx.lens.get_mut(&p.len()) {
-                                *c -= 1;
-                                if *c == 0 {
-                                    idx.lens.remove(&p.len());
-                                }
+            Anchor::Prefixes(_, ps) => {
+                let idx = &mut idx.prefixes;
+                for p in ps {
+                    let Some(slots) = idx.by_prefix.get_mut(p) else {
+                        continue;
+                    };
+                    remove_slot(slots, slot);
+                    if slots.is_empty() {
+                        idx.by_prefix.remove(p);
+                        if let Some(c) = idx.lens.get_mut(&p.len()) {
+                            *c -= 1;
+                            if *c == 0 {
+                                idx.lens.remove(&p.len());
                             }
                         }
                     }
-                    if idx.by_prefix.is_empty() {
-                        self.prefixes.remove(n);
-                    }
                 }
             }
-            Anchor::Present(n) => {
-                if let Some(slots) = self.present.get_mut(n) {
-                    remove_slot(slots, slot);
-                    if slots.is_empty() {
-                        self.present.remove(n);
-                    }
-                }
-            }
+            Anchor::Present(_) => remove_slot(&mut idx.present, slot),
+        }
+        if idx.is_empty() {
+            self.by_name.remove(name);
         }
     }
 
@@ -529,22 +542,23 @@ impl Silences {
     /// than once).
     fn candidates<'a>(&'a self, labels: &'a LabelSet) -> impl Iterator<Item = u32> + 'a {
         labels.iter().flat_map(move |(k, v)| {
-            let by_value = self.values.get(k).and_then(|m| m.get(v));
-            let by_prefix = self.prefixes.get(k).into_iter().flat_map(move |idx| {
+            self.by_name.get(k).into_iter().flat_map(move |idx| {
                 let bytes = v.as_bytes();
-                idx.lens
+                let by_prefix = idx
+                    .prefixes
+                    .lens
                     .keys()
                     .take_while(move |l| **l <= bytes.len())
-                    .filter_map(move |l| idx.by_prefix.get(&bytes[..*l]))
+                    .filter_map(move |l| idx.prefixes.by_prefix.get(&bytes[..*l]))
+                    .flatten();
+                idx.values
+                    .get(v)
+                    .into_iter()
                     .flatten()
-            });
-            let by_name = self.present.get(k);
-            by_value
-                .into_iter()
-                .flatten()
-                .chain(by_prefix)
-                .chain(by_name.into_iter().flatten())
-                .copied()
+                    .chain(by_prefix)
+                    .chain(&idx.present)
+                    .copied()
+            })
         })
     }
 
