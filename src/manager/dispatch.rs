@@ -433,7 +433,7 @@ impl Dispatcher {
             }];
             tokio::task::spawn_blocking(move || st.write(&deletes))
                 .await
-                .map_err(|_| crate::storage::StorageError::WriterPoisoned)??;
+                .map_err(|e| crate::storage::StorageError::WriteAborted(e.to_string()))??;
         }
         d.apply_config(cfg);
         Ok(d)

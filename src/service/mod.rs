@@ -347,8 +347,9 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     let receivers_lock = Arc::new(RwLock::new(receivers.clone()));
     let external_url = config.external_url();
 
-    // One writer commits everything; the dispatcher turns alert events into notifications in
-    // the outbox, and the delivery task sends them.
+    // One writer thread commits alert events, alerts, notifications and the rest of the state;
+    // the dispatcher turns alert events into notifications in the outbox, and the delivery task
+    // sends them and records how that went.
     let (write_tx, write_rx) = tokio::sync::mpsc::channel(65_536);
     let writer_tx = write_tx.clone();
     let wake_delivery = Arc::new(tokio::sync::Notify::new());

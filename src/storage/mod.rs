@@ -3,16 +3,18 @@
 //!
 //! One writer thread owns the writes of alerts, events, notifications and the rest of the
 //! alert manager's state, and commits them in batched transactions on its own connection
-//! (`rusqlite`); reads, migrations and the delivery loop's results go through a `sqlx` pool.
-//! Nothing on the ingest path waits for the database. A failed write (busy database, full disk) is logged,
-//! counted and retried with backoff, never dropped: while it retries the writer's bounded queue
-//! fills and the engine, then the write endpoints, push back.
+//! (`rusqlite`). Reads, migrations, and the delivery loop's own writes (delivery results, the
+//! purge of old notifications, giving up a body that cannot be read back) go through a `sqlx`
+//! pool; every write transaction takes the database's write lock first, so the connections
+//! wait for one another instead of failing. Nothing on the ingest path waits for the database.
+//! A failed write (busy database, full disk) is logged, counted and retried with backoff, never
+//! dropped: while it retries the writer's bounded queue fills and the engine, then the write
+//! endpoints, push back.
 
 use rustc_hash::FxHashSet;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -49,9 +51,9 @@ pub enum StorageError {
     /// A write on the writer's connection failed.
     #[error("database write failed: {0}")]
     Write(#[from] rusqlite::Error),
-    /// A writer panicked while holding the writer's connection.
-    #[error("the database writer's connection was left unusable by a panic")]
-    WriterPoisoned,
+    /// A write run on a blocking thread did not finish.
+    #[error("database write did not finish: {0}")]
+    WriteAborted(String),
 }
 
 /// The stored state of one alert.
@@ -346,10 +348,11 @@ impl EventRecord {
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    /// Connections for reads and for the delivery loop's small writes.
+    /// Connections for reads, migrations and the delivery loop's writes.
     pool: SqlitePool,
-    /// The writer's own connection, used from one thread: a batch is written with no hand-off
-    /// per statement (see [`Storage::write`]).
+    /// The writer's own connection, used by one thread at a time (the writer thread, or a
+    /// one-off write at startup): a batch is written with no hand-off per statement (see
+    /// [`Storage::write`]).
     writer: Arc<std::sync::Mutex<rusqlite::Connection>>,
     /// Notifications just committed, kept so their first delivery need not read them back.
     fresh: Arc<std::sync::Mutex<FreshOutbox>>,
@@ -418,11 +421,9 @@ impl Storage {
                 source: sqlx::Error::Io(e),
             })?;
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|source| StorageError::Open {
-                path: path.display().to_string(),
-                source,
-            })?
+        // The path as a file name, not a URL: the writer's connection opens it as written.
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -500,10 +501,12 @@ impl Storage {
     /// ([`spawn_writer`]) or through `spawn_blocking`, never on an async task.
     pub fn write(&self, batch: &[Changes]) -> Result<i64, StorageError> {
         let now = crate::clock::now_ns();
+        // A panic while the lock was held left no transaction open (dropping one rolls it
+        // back), so the connection is as good as before.
         let mut conn = self
             .writer
             .lock()
-            .map_err(|_| StorageError::WriterPoisoned)?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Takes the write lock at once (waiting on the busy timeout if another connection
         // holds it): the batch may read before it writes (the next notification id), and a
         // deferred transaction that reads first cannot wait for the lock when it then writes.
@@ -622,7 +625,12 @@ fn open_writer(
     path: &Path,
     busy_timeout: Duration,
 ) -> Result<rusqlite::Connection, rusqlite::Error> {
-    let conn = rusqlite::Connection::open(path)?;
+    // Not created: the pool has made the file, and a path that named another file must fail
+    // here rather than leave the writer an empty database.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(32);
@@ -848,13 +856,26 @@ fn pack_body<'b>(
     (n < body.len()).then(|| &buf[..n])
 }
 
+/// Largest body [`unpack_body`] inflates: far above any body written (a notification of
+/// thousands of alerts is a few MB), it bounds what a damaged length header can allocate.
+const MAX_BODY: usize = 256 << 20;
+
 /// A stored body read back: its text, from the column's bytes and its `encoding`.
 fn unpack_body(bytes: &[u8], encoding: &str) -> Result<String, String> {
     let text = match encoding {
         "identity" => bytes.to_vec(),
-        "snappy" => snap::raw::Decoder::new()
-            .decompress_vec(bytes)
-            .map_err(|e| format!("stored body does not decompress: {e}"))?,
+        "snappy" => {
+            let len = snap::raw::decompress_len(bytes)
+                .map_err(|e| format!("stored body does not decompress: {e}"))?;
+            if len > MAX_BODY {
+                return Err(format!(
+                    "stored body does not decompress: it claims {len} bytes"
+                ));
+            }
+            snap::raw::Decoder::new()
+                .decompress_vec(bytes)
+                .map_err(|e| format!("stored body does not decompress: {e}"))?
+        }
         other => return Err(format!("stored body has an unknown encoding {other:?}")),
     };
     String::from_utf8(text).map_err(|e| format!("stored body is not UTF-8: {e}"))
@@ -1049,8 +1070,11 @@ impl Storage {
             });
         }
         // A body that cannot be read back (a damaged file) would otherwise come up as due
-        // forever: it is given up with the reason, as a refused delivery is.
-        self.outbox_record(&unreadable).await?;
+        // forever: it is given up with the reason, as a refused delivery is. Should that fail
+        // (a busy database), the next poll tries again; the rows read are sent meanwhile.
+        if let Err(error) = self.outbox_record(&unreadable).await {
+            tracing::warn!(%error, "Giving up unreadable notifications failed; will retry.");
+        }
         rows.append(&mut found);
         // Ordered here, not by SQLite: its sorter would copy every body (~27 KB each for a
         // large group) into a sort buffer and spill it to a temporary file.
@@ -1340,10 +1364,12 @@ impl Storage {
                         o.last_error, CAST(b.body AS BLOB), b.encoding
                  FROM outbox o JOIN outbox_bodies b ON b.id = o.id
                  WHERE (?1 IS NULL OR o.status = ?1) AND o.id < ?2
+                   AND (b.encoding <> 'identity' OR instr(b.body, ?3) > 0)
                  ORDER BY o.id DESC LIMIT 256",
             )
             .bind(status)
             .bind(before)
+            .bind(text)
             .fetch_all(&self.pool)
             .await?;
             let Some(last) = rows.last() else {
@@ -1489,7 +1515,7 @@ mod tests {
             alert_deletes: fps,
             ..Changes::default()
         };
-        // 200 rows (several statements), then in one batch: 7 deleted after an update, 8
+        // 200 rows, then in one batch: 7 deleted after an update, 8
         // re-inserted after a delete, 9 updated twice.
         st.write(&[upsert((0..200).map(|i| row(i, 10)).collect())])
             .unwrap();
@@ -1580,8 +1606,8 @@ mod tests {
         let path = dir.path().join("a.db");
         // A database of the version before the move, with a pending notification.
         {
-            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-                .unwrap()
+            let opts = SqliteConnectOptions::new()
+                .filename(&path)
                 .create_if_missing(true);
             let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
             let mut older = sqlx::migrate!("./migrations");
@@ -1924,6 +1950,46 @@ mod tests {
         assert_eq!((found.len(), total), (0, 0));
         let (found, total) = st.notifications_page(None, None, 10, 0).await.unwrap();
         assert_eq!((found.len(), total), (2, 2));
+    }
+
+    #[test]
+    fn a_body_claiming_more_than_the_bound_is_not_inflated() {
+        // A Snappy length header (varint) of 1 GiB, then a few bytes.
+        let mut bytes = vec![0x80, 0x80, 0x80, 0x80, 0x04];
+        bytes.extend_from_slice(b"\x00abc");
+        let err = unpack_body(&bytes, "snappy").unwrap_err();
+        assert!(err.contains("claims 1073741824 bytes"), "{err}");
+        let err = unpack_body(b"x", "zstd").unwrap_err();
+        assert!(err.contains("unknown encoding"), "{err}");
+        assert!(
+            unpack_body(&[0xff, 0xfe], "identity")
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        let mut enc = snap::raw::Encoder::new();
+        let mut buf = Vec::new();
+        let body = "{\"a\":1}".repeat(50);
+        let packed = pack_body(&mut enc, &body, &mut buf).unwrap().to_vec();
+        assert_eq!(unpack_body(&packed, "snappy").unwrap(), body);
+        assert!(
+            pack_body(&mut enc, "", &mut buf).is_none(),
+            "nothing to gain"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_path_that_looks_like_a_url_names_one_file_for_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd%20name?mode=ro#x.db");
+        let st = Storage::open(&path).await.unwrap();
+        // Written by the writer's connection, read through the pool: the same file.
+        st.write(&[Changes {
+            checks: vec![check_row("a", "x", 2)],
+            ..Changes::default()
+        }])
+        .unwrap();
+        assert_eq!(st.load_checks().await.unwrap().len(), 1);
+        assert!(path.exists(), "the file is named as written");
     }
 
     #[tokio::test]
