@@ -896,30 +896,26 @@ fn write_nflog(tx: &rusqlite::Transaction<'_>, batch: &[Changes]) -> Result<(), 
     if last.is_empty() {
         return Ok(());
     }
+    let mut delete = tx.prepare_cached("DELETE FROM nflog WHERE receiver = ? AND group_key = ?")?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (receiver, group_key) DO UPDATE SET
+           firing = excluded.firing, resolved = excluded.resolved,
+           sent_ns = excluded.sent_ns, expires_ns = excluded.expires_ns",
+    )?;
     for ((r, g), n) in &last {
         match n {
-            None => {
-                tx.prepare_cached("DELETE FROM nflog WHERE receiver = ? AND group_key = ?")?
-                    .execute([r, g])?;
-            }
-            Some(n) => {
-                tx.prepare_cached(
-                    "INSERT INTO nflog (receiver, group_key, firing, resolved, sent_ns, expires_ns)
-                     VALUES (?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (receiver, group_key) DO UPDATE SET
-                       firing = excluded.firing, resolved = excluded.resolved,
-                       sent_ns = excluded.sent_ns, expires_ns = excluded.expires_ns",
-                )?
-                .execute(rusqlite::params![
-                    n.receiver,
-                    n.group_key,
-                    n.firing,
-                    n.resolved,
-                    n.sent_ns,
-                    n.expires_ns,
-                ])?;
-            }
-        }
+            None => delete.execute([r, g])?,
+            Some(n) => upsert.execute(rusqlite::params![
+                n.receiver,
+                n.group_key,
+                n.firing,
+                n.resolved,
+                n.sent_ns,
+                n.expires_ns,
+            ])?,
+        };
     }
     Ok(())
 }
@@ -954,24 +950,20 @@ fn write_alerts(tx: &rusqlite::Transaction<'_>, batch: &[Changes]) -> Result<(),
     )?;
     for (row, a) in changes {
         match a {
-            None => {
-                delete.execute([row])?;
-            }
-            Some(a) => {
-                upsert.execute(rusqlite::params![
-                    a.row,
-                    a.fingerprint,
-                    a.labels,
-                    a.annotations,
-                    a.starts_ns,
-                    a.ends_ns,
-                    a.updated_ns,
-                    a.generator_url,
-                    a.source,
-                    a.timeout,
-                ])?;
-            }
-        }
+            None => delete.execute([row])?,
+            Some(a) => upsert.execute(rusqlite::params![
+                a.row,
+                a.fingerprint,
+                a.labels,
+                a.annotations,
+                a.starts_ns,
+                a.ends_ns,
+                a.updated_ns,
+                a.generator_url,
+                a.source,
+                a.timeout,
+            ])?,
+        };
     }
     Ok(())
 }
