@@ -353,6 +353,8 @@ pub fn backoff(attempts: u32, jitter_seed: u64) -> Duration {
 pub struct DeliveryContext {
     /// The database.
     pub storage: Storage,
+    /// The storage writer, which records delivery results with whatever else it commits.
+    pub writer: tokio::sync::mpsc::Sender<crate::storage::Changes>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The receivers in force (replaced on reload).
@@ -437,13 +439,35 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
                     }
                     next = set.join_next().now_or_never().flatten();
                 }
-                if let Err(error) = ctx.storage.outbox_record(&done).await {
-                    tracing::error!(%error, notifications = done.len(), "Recording delivery results failed; they may be sent again.");
-                }
+                record(&ctx, done).await;
             }
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
+}
+
+/// Records finished deliveries through the storage writer, in the transaction it commits
+/// next, and waits for that commit: the outbox is polled again only once they are recorded.
+async fn record(ctx: &DeliveryContext, done: Vec<(i64, Delivery)>) {
+    if done.is_empty() {
+        return;
+    }
+    ctx.storage.forget_fresh(done.iter().map(|(id, _)| *id));
+    let n = done.len();
+    let committed = Arc::new(tokio::sync::Notify::new());
+    let changes = crate::storage::Changes {
+        deliveries: done,
+        committed: Some(committed.clone()),
+        ..Default::default()
+    };
+    if ctx.writer.send(changes).await.is_err() {
+        tracing::error!(
+            notifications = n,
+            "Storage writer is gone; delivery results not recorded, they may be sent again."
+        );
+        return;
+    }
+    committed.notified().await;
 }
 
 /// Counts a finished delivery and says what to record for it.

@@ -376,6 +376,7 @@ pub async fn run(config: Config, config_file: Option<PathBuf>) -> Result<(), Ser
     tokio::spawn(crate::receivers::run_delivery(
         crate::receivers::DeliveryContext {
             storage: storage.clone(),
+            writer: writer_tx.clone(),
             metrics: metrics.clone(),
             receivers: receivers_lock.clone(),
             queue: config.alerts.receiver_queue,

@@ -203,6 +203,8 @@ pub struct Changes {
     pub checks: Vec<CheckRow>,
     /// Hosts whose check states are all forgotten (retired).
     pub check_deletes: Vec<String>,
+    /// Results of finished deliveries, by outbox id.
+    pub deliveries: Vec<(i64, Delivery)>,
     /// Told once this change is committed (a flush at shutdown waits for it).
     pub committed: Option<Arc<tokio::sync::Notify>>,
 }
@@ -277,6 +279,7 @@ impl Changes {
             && self.alert_state_deletes.is_empty()
             && self.checks.is_empty()
             && self.check_deletes.is_empty()
+            && self.deliveries.is_empty()
             && self.committed.is_none()
     }
 }
@@ -517,8 +520,19 @@ impl Storage {
         let first_id = write_outbox(&tx, batch, now)?;
         write_nflog(&tx, batch)?;
         write_alerts(&tx, batch)?;
+        write_deliveries(&tx, batch)?;
         tx.commit()?;
         Ok(first_id)
+    }
+
+    /// Drops the notifications `ids` from those kept for their first delivery: they have
+    /// been delivered (or given up) and are about to be recorded.
+    pub fn forget_fresh(&self, ids: impl IntoIterator<Item = i64>) {
+        if let Ok(mut fresh) = self.fresh.lock() {
+            for id in ids {
+                fresh.forget(id);
+            }
+        }
     }
 
     /// Keeps the notifications of a committed batch for their first delivery, moving them
@@ -968,6 +982,38 @@ fn write_alerts(tx: &rusqlite::Transaction<'_>, batch: &[Changes]) -> Result<(),
     Ok(())
 }
 
+/// Records the delivery results of a batch, as [`Storage::outbox_record`] does.
+fn write_deliveries(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &[Changes],
+) -> Result<(), rusqlite::Error> {
+    let mut results = batch.iter().flat_map(|c| &c.deliveries).peekable();
+    if results.peek().is_none() {
+        return Ok(());
+    }
+    let mut sent = tx.prepare_cached(
+        "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?",
+    )?;
+    let mut retry = tx.prepare_cached(
+        "UPDATE outbox SET attempts = ?, next_attempt_ns = ?, last_error = ? WHERE id = ?",
+    )?;
+    let mut failed = tx.prepare_cached(
+        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+    )?;
+    for (id, d) in results {
+        match d {
+            Delivery::Sent => sent.execute([id])?,
+            Delivery::Retry {
+                attempts,
+                next_ns,
+                error,
+            } => retry.execute(rusqlite::params![attempts, next_ns, error, id])?,
+            Delivery::Failed { error } => failed.execute(rusqlite::params![error, id])?,
+        };
+    }
+    Ok(())
+}
+
 impl Storage {
     /// Delivery queues with notifications due at `now`.
     pub async fn outbox_receivers_due(&self, now: i64) -> Result<Vec<String>, StorageError> {
@@ -1109,11 +1155,7 @@ impl Storage {
         if results.is_empty() {
             return Ok(());
         }
-        if let Ok(mut fresh) = self.fresh.lock() {
-            for (id, _) in results {
-                fresh.forget(*id);
-            }
-        }
+        self.forget_fresh(results.iter().map(|(id, _)| *id));
         let mut tx = self.pool.begin().await?;
         // Deliveries that went through, the usual case, are marked in multi-row statements.
         let sent: Vec<i64> = results
@@ -2087,6 +2129,79 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert_eq!((again[0].id, again[0].body.as_str()), (first, "stored one"));
         assert_eq!(again[0].attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn delivery_results_are_recorded_in_the_writers_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Storage::open(&dir.path().join("a.db")).await.unwrap();
+        let mut batch = vec![Changes {
+            outbox: vec![
+                note("hook", "g1", "one"),
+                note("hook", "g2", "two"),
+                note("hook", "g3", "three"),
+            ],
+            ..Default::default()
+        }];
+        let first = st.write(&batch).unwrap();
+        st.keep_fresh(first, &mut batch);
+        let now = crate::clock::now_ns() + 1;
+        let due = st
+            .outbox_due("hook", now, &FxHashSet::default(), 1)
+            .await
+            .unwrap();
+        assert_eq!(due[0].id, first);
+        st.forget_fresh([first, first + 1, first + 2]);
+        // Recorded with an alert change, in one transaction.
+        st.write(&[
+            Changes {
+                alerts: vec![row(7, 70)],
+                ..Default::default()
+            },
+            Changes {
+                deliveries: vec![
+                    (
+                        first,
+                        Delivery::Retry {
+                            attempts: 1,
+                            next_ns: 0,
+                            error: "HTTP 503".into(),
+                        },
+                    ),
+                    (first + 1, Delivery::Sent),
+                    (
+                        first + 2,
+                        Delivery::Failed {
+                            error: "HTTP 400".into(),
+                        },
+                    ),
+                ],
+                ..Default::default()
+            },
+        ])
+        .unwrap();
+        let rows: Vec<(i64, String, i64, Option<String>)> =
+            sqlx::query_as("SELECT id, status, attempts, last_error FROM outbox ORDER BY id")
+                .fetch_all(&st.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (first, "pending".into(), 1, Some("HTTP 503".into())),
+                (first + 1, "sent".into(), 1, None),
+                (first + 2, "failed".into(), 1, Some("HTTP 400".into())),
+            ]
+        );
+        assert_eq!(st.load_alerts().await.unwrap().len(), 1);
+        // Only the retry comes up again, read back from the database with its attempts.
+        let again = st
+            .outbox_due("hook", now, &FxHashSet::default(), 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].id, again[0].attempts), (first, 1));
+        assert!(st.fresh.lock().unwrap().rows.is_empty());
     }
 
     #[tokio::test]
