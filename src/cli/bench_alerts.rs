@@ -34,7 +34,11 @@ pub struct BenchAlertsArgs {
     /// Print the receivers file (`receivers/alertd.toml`) for the service and exit.
     #[arg(long)]
     pub print_receivers: bool,
-    /// With --print-receivers: add an inhibition rule (whose sources never fire), so the
+    /// Print the same routing as an Alertmanager configuration file (YAML) and exit, to
+    /// measure Alertmanager with the same load side by side (see docs/benchmarks.md).
+    #[arg(long)]
+    pub print_alertmanager_config: bool,
+    /// With --print-receivers or --print-alertmanager-config: add an inhibition rule (whose sources never fire), so the
     /// dispatcher maintains its inhibition index as in a typical configuration.
     #[arg(long)]
     pub inhibit_rule: bool,
@@ -93,6 +97,37 @@ url = "http://{}/hook"
 source_matchers = ['alertname="BenchGroupDown"']
 target_matchers = ['severity="warning"']
 equal = ["group"]
+"#,
+        );
+    }
+    s
+}
+
+/// The printed Alertmanager configuration: the routing of [`receivers_file`] in
+/// Alertmanager's YAML.
+pub fn alertmanager_config(args: &BenchAlertsArgs) -> String {
+    let mut s = format!(
+        r#"# Alertmanager configuration for `alertd bench-alerts` (the same routing as
+# `alertd bench-alerts --print-receivers`)
+route:
+  receiver: bench
+  group_by: [group]
+  group_wait: {}ms
+  group_interval: 1m
+  repeat_interval: 4h
+receivers:
+  - name: bench
+    webhook_configs:
+      - url: http://{}/hook
+"#,
+        args.group_wait_ms, args.hook
+    );
+    if args.inhibit_rule {
+        s.push_str(
+            r#"inhibit_rules:
+  - source_matchers: ['alertname="BenchGroupDown"']
+    target_matchers: ['severity="warning"']
+    equal: [group]
 "#,
         );
     }
@@ -163,6 +198,10 @@ fn pct(v: &[f64], p: f64) -> f64 {
 pub fn run(args: &BenchAlertsArgs) -> Result<ExitCode, CliError> {
     if args.print_receivers {
         print!("{}", receivers_file(args));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.print_alertmanager_config {
+        print!("{}", alertmanager_config(args));
         return Ok(ExitCode::SUCCESS);
     }
     let Some(url) = args.url.clone() else {
