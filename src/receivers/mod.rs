@@ -427,19 +427,25 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
             () = wake.notified() => {}
             Some(r) = set.join_next(), if !set.is_empty() => {
                 // Whatever else finished meanwhile is recorded with it, in one transaction,
-                // before the outbox is polled again.
+                // before the outbox is polled again. Until then the deliveries count as in
+                // flight, so no poll takes them again while they still read as pending.
                 let mut done = Vec::new();
+                let mut ids = Vec::new();
                 let mut next = Some(r);
                 while let Some(r) = next {
                     if let Ok((row, outcome, took)) = r {
-                        if let Some(b) = inflight.get_mut(&row.receiver) {
-                            b.remove(&row.id);
-                        }
                         done.push(result_of(&ctx, &row, outcome, took));
+                        ids.push((row.receiver, row.id));
                     }
                     next = set.join_next().now_or_never().flatten();
                 }
-                record(&ctx, done).await;
+                if record(&ctx, done).await {
+                    for (receiver, id) in ids {
+                        if let Some(b) = inflight.get_mut(&receiver) {
+                            b.remove(&id);
+                        }
+                    }
+                }
             }
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
@@ -447,10 +453,12 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
 }
 
 /// Records finished deliveries through the storage writer, in the transaction it commits
-/// next, and waits for that commit: the outbox is polled again only once they are recorded.
-async fn record(ctx: &DeliveryContext, done: Vec<(i64, Delivery)>) {
+/// next, and waits for that commit; false if the writer has stopped. While the database
+/// refuses writes (the writer retries them), delivery waits too: nothing is sent that could
+/// not be recorded as sent.
+async fn record(ctx: &DeliveryContext, done: Vec<(i64, Delivery)>) -> bool {
     if done.is_empty() {
-        return;
+        return true;
     }
     ctx.storage.forget_fresh(done.iter().map(|(id, _)| *id));
     let n = done.len();
@@ -460,14 +468,21 @@ async fn record(ctx: &DeliveryContext, done: Vec<(i64, Delivery)>) {
         committed: Some(committed.clone()),
         ..Default::default()
     };
-    if ctx.writer.send(changes).await.is_err() {
+    let stopped = || {
         tracing::error!(
             notifications = n,
-            "Storage writer is gone; delivery results not recorded, they may be sent again."
+            "Storage writer stopped; delivery results not recorded. They are not sent again before a restart."
         );
-        return;
+        false
+    };
+    if ctx.writer.send(changes).await.is_err() {
+        return stopped();
     }
-    committed.notified().await;
+    tokio::select! {
+        biased;
+        () = committed.notified() => true,
+        () = ctx.writer.closed() => stopped(),
+    }
 }
 
 /// Counts a finished delivery and says what to record for it.

@@ -1495,7 +1495,7 @@ fn run_writer(
                 }
                 Err(error) => {
                     metrics.sqlite_errors.inc();
-                    tracing::error!(%error, events = batch.len(), retry_in_ms = backoff.as_millis() as u64, "Storing alert events failed; retrying.");
+                    tracing::error!(%error, events = batch.len(), retry_in_ms = backoff.as_millis() as u64, "Committing changes to the database failed; retrying.");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
