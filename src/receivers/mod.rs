@@ -402,7 +402,13 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
                         set.spawn(async move {
                             let _permit = limit.acquire_owned().await;
                             let start = std::time::Instant::now();
-                            let outcome = attempt(&client, &receivers, &row).await;
+                            // A panic in a receiver's code gives the notification up with
+                            // the reason instead of leaving it in flight until a restart.
+                            let outcome =
+                                std::panic::AssertUnwindSafe(attempt(&client, &receivers, &row))
+                                    .catch_unwind()
+                                    .await
+                                    .unwrap_or_else(|panic| Outcome::Failed(panic_reason(&*panic)));
                             (row, outcome, start.elapsed())
                         });
                     }
@@ -485,6 +491,16 @@ async fn record(ctx: &DeliveryContext, done: Vec<(i64, Delivery)>) -> bool {
     }
 }
 
+/// What a delivery that panicked is given up with.
+fn panic_reason(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    format!("internal error while delivering: {what}")
+}
+
 /// Counts a finished delivery and says what to record for it.
 fn result_of(
     ctx: &DeliveryContext,
@@ -534,6 +550,27 @@ fn result_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_is_given_up_with_its_message() {
+        let from_str = std::panic::catch_unwind(|| panic!("bad template")).unwrap_err();
+        assert_eq!(
+            panic_reason(&*from_str),
+            "internal error while delivering: bad template"
+        );
+        let n = 3;
+        let from_string =
+            std::panic::catch_unwind(|| panic!("index {n} out of range")).unwrap_err();
+        assert_eq!(
+            panic_reason(&*from_string),
+            "internal error while delivering: index 3 out of range"
+        );
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert_eq!(
+            panic_reason(&*other),
+            "internal error while delivering: no message"
+        );
+    }
 
     #[test]
     fn backoff_doubles_to_a_cap_with_bounded_jitter() {
