@@ -373,9 +373,16 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
     let mut limits: FxHashMap<String, Arc<Semaphore>> = FxHashMap::default();
     let mut set: tokio::task::JoinSet<(OutboxRow, Outcome, Duration)> = tokio::task::JoinSet::new();
     let mut last_depth = std::time::Instant::now() - Duration::from_secs(10);
+    // After deliveries finish, only their receivers can have more due: room freed, or the next
+    // notification of a group no longer waiting behind the one just delivered.
+    let mut only: Option<Vec<String>> = None;
     loop {
         let now = now_ns();
-        match ctx.storage.outbox_receivers_due(now).await {
+        let due = match only.take() {
+            Some(receivers) => Ok(receivers),
+            None => ctx.storage.outbox_receivers_due(now).await,
+        };
+        match due {
             Ok(due) => {
                 for receiver in due {
                     let busy = inflight.entry(receiver.clone()).or_default();
@@ -445,13 +452,18 @@ pub async fn run_delivery(ctx: DeliveryContext, wake: Arc<tokio::sync::Notify>) 
                     }
                     next = set.join_next().now_or_never().flatten();
                 }
+                let mut receivers: Vec<String> = Vec::new();
                 if record(&ctx, done).await {
                     for (receiver, id) in ids {
                         if let Some(b) = inflight.get_mut(&receiver) {
                             b.remove(&id);
                         }
+                        if !receivers.contains(&receiver) {
+                            receivers.push(receiver);
+                        }
                     }
                 }
+                only = Some(receivers);
             }
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
