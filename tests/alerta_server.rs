@@ -23,11 +23,6 @@ const ADMIN: &str = "admin@example.com";
 const KEY: &str = "alertd-test-key-4c1f0e9a7b2d";
 const DEPS: &str = "run scripts/deps/alerta.sh to install it";
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -147,7 +142,7 @@ impl Alerta {
                 .arg(&me.pg_data),
             "initdb",
         );
-        let pg_port = free_port();
+        let pg_port = support::free_port();
         let opts = format!(
             "-p {pg_port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off",
@@ -195,7 +190,7 @@ impl Alerta {
             "alertad key",
         );
 
-        let port = free_port();
+        let port = support::free_port();
         let log = std::fs::File::create(me.dir.path().join("alertad.log")).unwrap();
         let mut cmd = Command::new(&alertad);
         cmd.args(["run", "--host", "127.0.0.1", "--port", &port.to_string()])
@@ -458,7 +453,7 @@ async fn unreachable_or_silent_alerta_is_retried() {
     let firing = disk_full(AlertStatus::Firing);
 
     // Nothing listens on the port.
-    let port = free_port();
+    let port = support::free_port();
     let rx = receiver(&format!("http://127.0.0.1:{port}"), "api_key = \"k\"");
     let body = &rx.render(&firing, &AlertaOverrides::default())[0];
     match rx.send(&client, body).await {

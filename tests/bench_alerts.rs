@@ -13,14 +13,6 @@ use std::time::{Duration, Instant};
 
 use support::Server;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn alertd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_alertd"))
         .args(args)
@@ -153,7 +145,7 @@ fn the_printed_alertmanager_configuration_passes_amtool() {
 fn the_bench_does_the_same_work_on_alertd_and_on_alertmanager() {
     // Alertmanager 0.25, with the configuration the bench prints for it.
     let dir = tempfile::tempdir().unwrap();
-    let hook = format!("127.0.0.1:{}", free_port());
+    let hook = format!("127.0.0.1:{}", support::free_port());
     let out = alertd(&[
         "bench-alerts",
         "--print-alertmanager-config",
@@ -165,7 +157,7 @@ fn the_bench_does_the_same_work_on_alertd_and_on_alertmanager() {
     assert!(out.status.success());
     let config = dir.path().join("alertmanager.yml");
     std::fs::write(&config, stdout(&out)).unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let am = start_alertmanager(dir.path(), &config, port);
     let report = bench(&format!("http://127.0.0.1:{port}"), am.0.id(), &hook);
     assert_same_work(&report);
@@ -173,7 +165,7 @@ fn the_bench_does_the_same_work_on_alertd_and_on_alertmanager() {
 
     // alertd, with the receivers file the bench prints for it.
     let (dir, _) = support::workdir(&[]);
-    let hook = format!("127.0.0.1:{}", free_port());
+    let hook = format!("127.0.0.1:{}", support::free_port());
     let out = alertd(&[
         "bench-alerts",
         "--print-receivers",

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{Server, metric_sum, workdir};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn check(s: &Server, host: &str, service: &str) -> Option<Value> {
     s.json("/api/v1/checks")["items"]
         .as_array()?
@@ -74,7 +66,7 @@ fn send_nsca(port: u16, cfg: &str, lines: &[&str]) -> std::process::Output {
 fn send_nsca_with_and_without_encryption_and_a_wrong_password() {
     for (encryption, password) in [(0, None), (1, Some("s3cret-pass"))] {
         let (_tmp, dir) = workdir(&[]);
-        let port = free_port();
+        let port = support::free_port();
         let mut cfg =
             format!("[checks.nsca]\nlisten = \"127.0.0.1:{port}\"\nencryption = {encryption}\n");
         if let Some(p) = password {
