@@ -24,9 +24,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `group_wait` of both servers, well beyond the time to post the alerts even from a debug
+/// build: a group flushed before all its alerts arrived would send the rest only a minute later.
+const GROUP_WAIT_MS: &str = "2000";
+
 /// The bench's small shape: 2,000 alerts in 20 groups, 20 silences muting 200 of them, posted
-/// twice. `group_wait` is 2 s, well beyond the time to post them even from a debug build: a
-/// group flushed before all its alerts arrived would send the rest only a minute later.
+/// twice.
 fn bench(url: &str, pid: u32, hook: &str) -> String {
     let pid = pid.to_string();
     let out = alertd(&[
@@ -44,7 +47,7 @@ fn bench(url: &str, pid: u32, hook: &str) -> String {
         "--silences",
         "20",
         "--group-wait-ms",
-        "2000",
+        GROUP_WAIT_MS,
         "--passes",
         "2",
         "--timeout-secs",
@@ -57,6 +60,20 @@ fn bench(url: &str, pid: u32, hook: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+/// The configuration `flag` prints for a bench whose webhook listens on `hook`.
+fn printed_config(flag: &str, hook: &str) -> String {
+    let out = alertd(&[
+        "bench-alerts",
+        flag,
+        "--hook",
+        hook,
+        "--group-wait-ms",
+        GROUP_WAIT_MS,
+    ]);
+    assert!(out.status.success(), "bench-alerts {flag} failed");
+    stdout(&out)
 }
 
 fn assert_same_work(report: &str) {
@@ -146,17 +163,9 @@ fn the_bench_does_the_same_work_on_alertd_and_on_alertmanager() {
     // Alertmanager 0.25, with the configuration the bench prints for it.
     let dir = tempfile::tempdir().unwrap();
     let hook = format!("127.0.0.1:{}", support::free_port());
-    let out = alertd(&[
-        "bench-alerts",
-        "--print-alertmanager-config",
-        "--hook",
-        &hook,
-        "--group-wait-ms",
-        "2000",
-    ]);
-    assert!(out.status.success());
+    let printed = printed_config("--print-alertmanager-config", &hook);
     let config = dir.path().join("alertmanager.yml");
-    std::fs::write(&config, stdout(&out)).unwrap();
+    std::fs::write(&config, printed).unwrap();
     let port = support::free_port();
     let am = start_alertmanager(dir.path(), &config, port);
     let report = bench(&format!("http://127.0.0.1:{port}"), am.0.id(), &hook);
@@ -166,17 +175,9 @@ fn the_bench_does_the_same_work_on_alertd_and_on_alertmanager() {
     // alertd, with the receivers file the bench prints for it.
     let (dir, _) = support::workdir(&[]);
     let hook = format!("127.0.0.1:{}", support::free_port());
-    let out = alertd(&[
-        "bench-alerts",
-        "--print-receivers",
-        "--hook",
-        &hook,
-        "--group-wait-ms",
-        "2000",
-    ]);
-    assert!(out.status.success());
+    let printed = printed_config("--print-receivers", &hook);
     std::fs::create_dir_all(dir.path().join("receivers")).unwrap();
-    std::fs::write(dir.path().join("receivers/alertd.toml"), stdout(&out)).unwrap();
+    std::fs::write(dir.path().join("receivers/alertd.toml"), printed).unwrap();
     let server = Server::start(dir.path(), "");
     let report = bench(&server.base, server.child.id(), &hook);
     assert_same_work(&report);

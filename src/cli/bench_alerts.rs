@@ -38,8 +38,9 @@ pub struct BenchAlertsArgs {
     /// measure Alertmanager with the same load side by side (see docs/benchmarks.md).
     #[arg(long)]
     pub print_alertmanager_config: bool,
-    /// With --print-receivers or --print-alertmanager-config: add an inhibition rule (whose sources never fire), so the
-    /// dispatcher maintains its inhibition index as in a typical configuration.
+    /// With --print-receivers or --print-alertmanager-config: add an inhibition rule (whose
+    /// sources never fire), so the dispatcher maintains its inhibition index as in a typical
+    /// configuration.
     #[arg(long)]
     pub inhibit_rule: bool,
     /// `group_wait` of the printed route, ms (reported latencies are shown minus it).

@@ -426,14 +426,12 @@ impl Dispatcher {
             }
         }
         if !stale.is_empty() {
-            let st = storage.clone();
-            let deletes = [Changes {
-                alert_deletes: stale,
-                ..Changes::default()
-            }];
-            tokio::task::spawn_blocking(move || st.write(&deletes))
-                .await
-                .map_err(|e| crate::storage::StorageError::WriteAborted(e.to_string()))??;
+            storage
+                .write_off_thread(vec![Changes {
+                    alert_deletes: stale,
+                    ..Changes::default()
+                }])
+                .await?;
         }
         d.apply_config(cfg);
         Ok(d)

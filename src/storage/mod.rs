@@ -3,10 +3,9 @@
 //!
 //! One writer thread owns the writes of alerts, events, notifications and the rest of the
 //! alert manager's state, and commits them in batched transactions on its own connection
-//! (`rusqlite`). Reads, migrations, and the delivery loop's own writes (delivery results, the
-//! purge of old notifications, giving up a body that cannot be read back) go through a `sqlx`
-//! pool; every write transaction takes the database's write lock first, so the connections
-//! wait for one another instead of failing. Nothing on the ingest path waits for the database.
+//! (`rusqlite`), delivery results included. Reads, migrations and the purge of old
+//! notifications go through a `sqlx` pool; every write transaction takes the database's write
+//! lock first, so the connections wait for one another instead of failing. Nothing on the ingest path waits for the database.
 //! A failed write (busy database, full disk) is logged, counted and retried with backoff, never
 //! dropped: while it retries the writer's bounded queue fills and the engine, then the write
 //! endpoints, push back.
@@ -351,7 +350,7 @@ impl EventRecord {
 /// The database.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    /// Connections for reads, migrations and the delivery loop's writes.
+    /// Connections for reads, migrations and the purge of old notifications.
     pool: SqlitePool,
     /// The writer's own connection, used by one thread at a time (the writer thread, or a
     /// one-off write at startup): a batch is written with no hand-off per statement (see
@@ -525,6 +524,15 @@ impl Storage {
         Ok(first_id)
     }
 
+    /// [`Storage::write`] from an async task, on a blocking thread: for the few writes made
+    /// outside the writer thread (at startup, or when a poll gives up a body).
+    pub async fn write_off_thread(&self, batch: Vec<Changes>) -> Result<i64, StorageError> {
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || st.write(&batch))
+            .await
+            .map_err(|e| StorageError::WriteAborted(e.to_string()))?
+    }
+
     /// Drops the notifications `ids` from those kept for their first delivery: they have
     /// been delivered (or given up) and are about to be recorded.
     pub fn forget_fresh(&self, ids: impl IntoIterator<Item = i64>) {
@@ -649,42 +657,6 @@ fn open_writer(
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
-}
-
-/// Rows per multi-row statement (a power of two; smaller tails go by halves, so at most a few
-/// statement texts are prepared and cached).
-const ROWS_PER_STATEMENT: usize = 64;
-
-/// The chunk sizes `n` rows are written in: full chunks, then the tail by powers of two.
-fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if n == 0 {
-            return None;
-        }
-        let c = if n >= ROWS_PER_STATEMENT {
-            ROWS_PER_STATEMENT
-        } else {
-            1 << (usize::BITS - 1 - n.leading_zeros())
-        };
-        n -= c;
-        Some(c)
-    })
-}
-
-/// `rows` cut into the chunks of [`chunk_sizes`], one statement each.
-fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = rows;
-    chunk_sizes(rows.len()).map(move |n| {
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        chunk
-    })
-}
-
-/// `(?, ?, ...), (?, ...)`: `rows` groups of `cols` placeholders.
-fn placeholders(rows: usize, cols: usize) -> String {
-    let one = format!("({})", vec!["?"; cols].join(", "));
-    vec![one; rows].join(", ")
 }
 
 /// Writes the rows of one change that are not coalesced across a batch: its alert event and
@@ -982,7 +954,7 @@ fn write_alerts(tx: &rusqlite::Transaction<'_>, batch: &[Changes]) -> Result<(),
     Ok(())
 }
 
-/// Records the delivery results of a batch, as [`Storage::outbox_record`] does.
+/// Records the delivery results of a batch.
 fn write_deliveries(
     tx: &rusqlite::Transaction<'_>,
     batch: &[Changes],
@@ -1148,63 +1120,19 @@ impl Storage {
         Ok(r.rows_affected())
     }
 
-    /// Records the results of finished deliveries in one transaction (a busy receiver finishes
-    /// many at once; one commit each would be one WAL commit and one hand-off to SQLite's
-    /// thread per notification).
+    /// Records the results of finished deliveries in one transaction on the writer's
+    /// connection, as the writer thread records those the delivery loop hands it
+    /// ([`Changes::deliveries`]).
     pub async fn outbox_record(&self, results: &[(i64, Delivery)]) -> Result<(), StorageError> {
         if results.is_empty() {
             return Ok(());
         }
         self.forget_fresh(results.iter().map(|(id, _)| *id));
-        let mut tx = self.pool.begin().await?;
-        // Deliveries that went through, the usual case, are marked in multi-row statements.
-        let sent: Vec<i64> = results
-            .iter()
-            .filter(|(_, d)| *d == Delivery::Sent)
-            .map(|(id, _)| *id)
-            .collect();
-        for chunk in statement_chunks(&sent) {
-            let sql = format!(
-                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, last_error = NULL
-                 WHERE id IN ({})",
-                placeholders(chunk.len(), 1)
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for (id, d) in results {
-            match d {
-                Delivery::Sent => {}
-                Delivery::Retry {
-                    attempts,
-                    next_ns,
-                    error,
-                } => {
-                    sqlx::query(
-                        "UPDATE outbox SET attempts = ?, next_attempt_ns = ?, last_error = ? WHERE id = ?",
-                    )
-                    .bind(attempts)
-                    .bind(next_ns)
-                    .bind(error)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Delivery::Failed { error } => {
-                    sqlx::query(
-                        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
-                    )
-                    .bind(error)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        tx.commit().await?;
+        self.write_off_thread(vec![Changes {
+            deliveries: results.to_vec(),
+            ..Changes::default()
+        }])
+        .await?;
         Ok(())
     }
 
@@ -1508,19 +1436,6 @@ fn run_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunks_cover_every_row_with_few_sizes() {
-        for n in 0..300 {
-            let sizes: Vec<usize> = chunk_sizes(n).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n);
-            assert!(
-                sizes
-                    .iter()
-                    .all(|s| s.is_power_of_two() && *s <= ROWS_PER_STATEMENT)
-            );
-        }
-    }
 
     fn row(fp: i64, ends: i64) -> AlertRow {
         AlertRow {
@@ -2212,7 +2127,7 @@ mod tests {
             .await
             .unwrap();
         // Another connection holds the write lock for a moment and commits a change, as the
-        // delivery loop does when it records results.
+        // pool's connections do when they purge old notifications.
         let mut other = hold_write_lock(&path).await;
         let release = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -2221,14 +2136,12 @@ mod tests {
         });
         // A batch of notifications alone reads the next id before it writes: it must wait for
         // the lock, not fail when the other connection's commit makes its read stale.
-        let batch = [Changes {
-            outbox: vec![note("hook", "g1", "one")],
-            ..Default::default()
-        }];
-        let st = storage.clone();
-        tokio::task::spawn_blocking(move || st.write(&batch))
+        storage
+            .write_off_thread(vec![Changes {
+                outbox: vec![note("hook", "g1", "one")],
+                ..Default::default()
+            }])
             .await
-            .unwrap()
             .unwrap();
         release.await.unwrap();
         let due = storage
